@@ -1,0 +1,35 @@
+# Engage: two commands for a new machine (Python 3.11, pip and make).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make run: migrate the development database, seed demo data once, serve on http://127.0.0.1:5000
+run: install
+	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage db upgrade
+	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage demo seed
+	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage run --with-scheduler --host 127.0.0.1 --port 5000
+
+## make test: ruff, then the whole pytest suite (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

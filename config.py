@@ -1,0 +1,160 @@
+"""Configuration classes for Engage, read from the environment.
+
+``ENGAGE_CONFIG`` selects one of ``development`` (default), ``testing`` or ``production``.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    """Read a boolean environment variable ("1", "true", "yes", "on" mean true)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_int(name: str, default: int) -> int:
+    """Read an integer environment variable, falling back to ``default``."""
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+class ConfigurationError(RuntimeError):
+    """The configuration is unsafe or incomplete for the selected environment."""
+
+
+class Config:
+    """Settings shared by every environment; each reads the environment once at creation."""
+
+    ENV_NAME = "base"
+
+    def __init__(self) -> None:
+        self.SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+        # None means "SQLite file in the instance folder", resolved by the app factory.
+        self.DATABASE_URL = os.environ.get("DATABASE_URL") or None
+        self.MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
+        self.MAIL_FROM = os.environ.get("MAIL_FROM", "Engage <no-reply@engage.localhost>")
+        self.MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR") or None
+        self.SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY") or None
+        self.SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST") or None
+        self.SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None
+        self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
+        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        self.BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000")
+        self.SCHEDULER_IN_PROCESS = _env_bool("SCHEDULER_IN_PROCESS", False)
+
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = False
+        self.REMEMBER_COOKIE_HTTPONLY = True
+        self.REMEMBER_COOKIE_SAMESITE = "Lax"
+        self.REMEMBER_COOKIE_SECURE = False
+        self.REMEMBER_COOKIE_DURATION = 60 * 60 * 24 * 30  # seconds
+        self.MAX_CONTENT_LENGTH = 1024 * 1024  # form posts only; no uploads
+        self.WTF_CSRF_ENABLED = True
+        self.WTF_CSRF_TIME_LIMIT = 60 * 60 * 8
+
+        # Lifetimes of emailed links, in seconds.
+        self.EMAIL_VERIFICATION_MAX_AGE = _env_int("EMAIL_VERIFICATION_MAX_AGE", 60 * 60 * 48)
+        self.PASSWORD_RESET_MAX_AGE = _env_int("PASSWORD_RESET_MAX_AGE", 60 * 60)
+        # Unverified sign-ups older than this many days are removed by a scheduled job.
+        self.UNVERIFIED_ACCOUNT_RETENTION_DAYS = _env_int("UNVERIFIED_ACCOUNT_RETENTION_DAYS", 30)
+        # argon2id cost parameters (RFC 9106 second recommended option by default).
+        self.PASSWORD_HASH_TIME_COST = 3
+        self.PASSWORD_HASH_MEMORY_COST = 64 * 1024  # KiB
+        self.PASSWORD_HASH_PARALLELISM = 4
+
+        self.SIGN_IN_RATE_LIMIT = "10 per minute;50 per hour"
+        self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"
+        self.RESET_RATE_LIMIT = "5 per minute;20 per hour"
+
+    def validate(self) -> None:
+        """Raise ``ConfigurationError`` if the settings are unsafe for this environment."""
+        if self.MAIL_BACKEND not in {"console", "file", "sendgrid"}:
+            raise ConfigurationError(
+                f"MAIL_BACKEND must be one of console, file, sendgrid (got {self.MAIL_BACKEND!r})."
+            )
+        if self.MAIL_BACKEND == "sendgrid" and not self.SENDGRID_API_KEY:
+            raise ConfigurationError("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY to be set.")
+
+
+class DevelopmentConfig(Config):
+    """Local development: SQLite in the instance folder, mail written to files."""
+
+    ENV_NAME = "development"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.DEBUG = _env_bool("FLASK_DEBUG", False)
+        self.SCHEDULER_IN_PROCESS = _env_bool("SCHEDULER_IN_PROCESS", True)
+
+
+class TestingConfig(Config):
+    """The test suite: cheap password hashing, rate limits off unless a test turns them on."""
+
+    ENV_NAME = "testing"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.TESTING = True
+        self.SECRET_KEY = "testing-secret-key-not-for-production"  # noqa: S105
+        self.DATABASE_URL = os.environ.get("ENGAGE_TEST_DATABASE_URL") or None
+        self.MAIL_BACKEND = "console"
+        self.RATELIMIT_ENABLED = False
+        self.SCHEDULER_IN_PROCESS = False
+        self.PASSWORD_HASH_TIME_COST = 1
+        self.PASSWORD_HASH_MEMORY_COST = 8
+        self.PASSWORD_HASH_PARALLELISM = 1
+        self.SERVER_NAME = None
+
+
+class ProductionConfig(Config):
+    """Production: PostgreSQL, a real secret, secure cookies."""
+
+    ENV_NAME = "production"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.SESSION_COOKIE_SECURE = True
+        self.REMEMBER_COOKIE_SECURE = True
+        self.MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "sendgrid")
+
+    def validate(self) -> None:
+        """Refuse a default or short secret and any database other than PostgreSQL."""
+        super().validate()
+        if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:
+            raise ConfigurationError(
+                "SECRET_KEY is missing or still the development default. Set SECRET_KEY to a long "
+                "random value, for example: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        if len(self.SECRET_KEY) < 32:
+            raise ConfigurationError("SECRET_KEY is too short: use at least 32 random characters.")
+        if not self.DATABASE_URL or not self.DATABASE_URL.startswith("postgresql"):
+            raise ConfigurationError(
+                "Production needs PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL "
+                "(SQLite is for development and tests only)."
+            )
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def load_config(name: str | None = None) -> Config:
+    """Build the configuration named by ``name`` or by ``ENGAGE_CONFIG`` (default development)."""
+    name = (name or os.environ.get("ENGAGE_CONFIG") or "development").strip().lower()
+    try:
+        config_class = CONFIGS[name]
+    except KeyError:
+        raise ConfigurationError(
+            f"ENGAGE_CONFIG must be one of {', '.join(CONFIGS)} (got {name!r})."
+        ) from None
+    return config_class()

@@ -1,0 +1,1 @@
+"""Engage: the participation platform of an MS research network."""

@@ -1,0 +1,1 @@
+"""Accounts: sign-up by role, sign-in, email verification, profiles and staff administration."""

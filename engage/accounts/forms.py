@@ -1,0 +1,348 @@
+"""Account forms. Every field is length-limited; errors are shown next to the field."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    EqualTo,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from engage.accounts.choices import LANGUAGE_CHOICES, country_choices
+from engage.accounts.models import SIGN_UP_ROLE_CHOICES, Role
+from engage.forms import choices, strip
+from engage.security import MAX_PASSWORD_LENGTH, password_problem
+
+
+class CountryLanguageMixin:
+    """Shared country and language fields (choices are filled in at construction)."""
+
+    country = SelectField(
+        "Country where you live",
+        validators=[InputRequired(message="Choose your country.")],
+        validate_choice=True,
+    )
+    language = SelectField(
+        "Preferred language",
+        choices=choices(LANGUAGE_CHOICES),
+        default="en",
+        validators=[InputRequired(message="Choose a language.")],
+    )
+
+
+class SignUpForm(CountryLanguageMixin, FlaskForm):
+    """Sign up in one of the four self-service roles."""
+
+    role = RadioField(
+        "Which describes you best?",
+        choices=choices(SIGN_UP_ROLE_CHOICES),
+        validators=[InputRequired(message="Choose the description that fits you.")],
+    )
+    display_name = StringField(
+        "Display name",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter the name others will see."),
+            Length(max=80, message="Use at most 80 characters."),
+        ],
+        description="Shown next to topics and comments you post. It need not be your real name.",
+    )
+    email = EmailField(
+        "Email address",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter your email address."),
+            Length(max=254, message="Use at most 254 characters."),
+            Email(message="Enter an email address like name@example.org."),
+        ],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(message="Choose a password.")],
+        description="At least 10 characters. A few unrelated words make a good password.",
+    )
+    password_confirm = PasswordField(
+        "Repeat the password",
+        validators=[
+            DataRequired(message="Repeat your password."),
+            EqualTo("password", message="The two passwords are not the same."),
+        ],
+    )
+    profession = StringField(
+        "Profession",
+        filters=[strip],
+        validators=[Length(max=120, message="Use at most 120 characters.")],
+        description="For healthcare professionals, e.g. neurologist, MS nurse, physiotherapist.",
+    )
+    institution = StringField(
+        "Institution",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+        description="For healthcare professionals: the hospital or practice where you work.",
+    )
+    organisation_name = StringField(
+        "Name of your MS organisation",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+        description="For people who work or volunteer at an MS organisation.",
+    )
+    registry = SelectField(
+        "Registry you look after",
+        coerce=int,
+        validate_choice=False,
+        description="For data custodians: staff confirm your role before you get custodian rights.",
+    )
+
+    def __init__(self, *args: object, registry_choices: list[tuple[int, str]], **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self.country.choices = choices([("", "Choose a country"), *country_choices()])
+        self.registry.choices = choices([(0, "Choose a registry"), *registry_choices])
+
+    def validate_password(self, field: PasswordField) -> None:
+        """Reject weak passwords with the reason."""
+        if len(field.data or "") > MAX_PASSWORD_LENGTH:
+            raise ValidationError(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
+        problem = password_problem(field.data or "", self.email.data)
+        if problem:
+            raise ValidationError(problem)
+
+    def validate_profession(self, field: StringField) -> None:
+        """Healthcare professionals say what they do."""
+        if self.role.data == Role.CLINICIAN.value and not field.data:
+            raise ValidationError("Healthcare professionals: enter your profession.")
+
+    def validate_institution(self, field: StringField) -> None:
+        """Healthcare professionals say where they work."""
+        if self.role.data == Role.CLINICIAN.value and not field.data:
+            raise ValidationError("Healthcare professionals: enter your institution.")
+
+    def validate_organisation_name(self, field: StringField) -> None:
+        """Organisation members name their organisation."""
+        if self.role.data == Role.ORGANISATION.value and not field.data:
+            raise ValidationError("Enter the name of your MS organisation.")
+
+    def validate_registry(self, field: SelectField) -> None:
+        """Custodians choose a registry of the network."""
+        if self.role.data != Role.CUSTODIAN.value:
+            return
+        valid = {choice.value for choice in self.registry.choices if choice.value}
+        if field.data not in valid:
+            raise ValidationError("Data custodians: choose the registry you look after.")
+
+
+class SignInForm(FlaskForm):
+    """Sign in with email and password."""
+
+    email = EmailField(
+        "Email address",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter your email address."),
+            Length(max=254, message="Use at most 254 characters."),
+        ],
+    )
+    password = PasswordField(
+        "Password",
+        validators=[
+            DataRequired(message="Enter your password."),
+            Length(max=MAX_PASSWORD_LENGTH, message="The email address or password is wrong."),
+        ],
+    )
+    remember = BooleanField("Keep me signed in on this device")
+
+
+class RequestResetForm(FlaskForm):
+    """Ask for a password-reset link."""
+
+    email = EmailField(
+        "Email address",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter your email address."),
+            Length(max=254, message="Use at most 254 characters."),
+            Email(message="Enter an email address like name@example.org."),
+        ],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    """Choose a new password (from a reset link)."""
+
+    password = PasswordField(
+        "New password",
+        validators=[DataRequired(message="Choose a new password.")],
+        description="At least 10 characters. A few unrelated words make a good password.",
+    )
+    password_confirm = PasswordField(
+        "Repeat the new password",
+        validators=[
+            DataRequired(message="Repeat your new password."),
+            EqualTo("password", message="The two passwords are not the same."),
+        ],
+    )
+
+    def __init__(self, *args: object, email: str | None = None, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self._email = email
+
+    def validate_password(self, field: PasswordField) -> None:
+        """Reject weak passwords with the reason."""
+        problem = password_problem(field.data or "", self._email)
+        if problem:
+            raise ValidationError(problem)
+
+
+class ChangePasswordForm(NewPasswordForm):
+    """Change the password while signed in."""
+
+    current_password = PasswordField(
+        "Current password",
+        validators=[
+            DataRequired(message="Enter your current password."),
+            Length(max=MAX_PASSWORD_LENGTH, message="Your current password is not right."),
+        ],
+    )
+
+
+class ProfileForm(CountryLanguageMixin, FlaskForm):
+    """Edit one's own profile."""
+
+    display_name = StringField(
+        "Display name",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter the name others will see."),
+            Length(max=80, message="Use at most 80 characters."),
+        ],
+    )
+    profession = StringField(
+        "Profession",
+        filters=[strip],
+        validators=[Length(max=120, message="Use at most 120 characters.")],
+    )
+    institution = StringField(
+        "Institution",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+    )
+    organisation_name = StringField(
+        "Name of your MS organisation",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+    )
+
+    def __init__(self, *args: object, role: Role, **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self.country.choices = choices([("", "Choose a country"), *country_choices()])
+        self._role = role
+
+    def validate_profession(self, field: StringField) -> None:
+        """Healthcare professionals keep a profession."""
+        if self._role == Role.CLINICIAN and not field.data:
+            raise ValidationError("Enter your profession.")
+
+    def validate_institution(self, field: StringField) -> None:
+        """Healthcare professionals keep an institution."""
+        if self._role == Role.CLINICIAN and not field.data:
+            raise ValidationError("Enter your institution.")
+
+    def validate_organisation_name(self, field: StringField) -> None:
+        """Organisation members keep their organisation's name."""
+        if self._role == Role.ORGANISATION and not field.data:
+            raise ValidationError("Enter the name of your MS organisation.")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """A list of checkboxes."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class EnrolmentForm(FlaskForm):
+    """Which registries a participant is enrolled in."""
+
+    registries = MultiCheckboxField("Registries you are enrolled in", coerce=int)
+
+
+# Staff forms ---------------------------------------------------------------------------
+class UserSearchForm(FlaskForm):
+    """Search accounts (GET; no CSRF needed for a read)."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField("Name or email contains", validators=[Length(max=100)])
+    role = SelectField(
+        "Role",
+        choices=choices([("", "Any role"), *((r.value, r.label) for r in Role)]),
+        validators=[Optional()],
+    )
+    pending = BooleanField("Only accounts waiting for a staff decision")
+
+
+class ClinicianVerificationForm(FlaskForm):
+    """Confirm or withdraw a clinician's professional claim."""
+
+    verified = SelectField(
+        "Professional claim",
+        choices=choices([("yes", "Verified"), ("no", "Not verified")]),
+        validators=[InputRequired()],
+    )
+
+
+class CustodianDecisionForm(FlaskForm):
+    """Approve a custodian request for a registry, or decline it with a reason."""
+
+    decision = RadioField(
+        "Decision",
+        choices=choices([("approve", "Approve"), ("decline", "Decline")]),
+        validators=[InputRequired(message="Choose approve or decline.")],
+    )
+    registry = SelectField("Registry", coerce=int, validators=[Optional()])
+    reason = TextAreaField(
+        "Reason (required when declining; shown to the person)",
+        filters=[strip],
+        validators=[Length(max=500, message="Use at most 500 characters.")],
+    )
+
+    def validate_reason(self, field: TextAreaField) -> None:
+        """Declining needs a reason."""
+        if self.decision.data == "decline" and not field.data:
+            raise ValidationError("Give a reason when declining a request.")
+
+
+class RoleForm(FlaskForm):
+    """Change an account's role."""
+
+    role = SelectField(
+        "Role",
+        choices=choices((r.value, r.label) for r in Role if r != Role.CUSTODIAN),
+        validators=[InputRequired()],
+    )
+
+
+class ActiveForm(FlaskForm):
+    """Activate or deactivate an account."""
+
+    active = SelectField(
+        "Account status",
+        choices=choices([("yes", "Active"), ("no", "Deactivated")]),
+        validators=[InputRequired()],
+    )

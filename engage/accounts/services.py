@@ -1,0 +1,504 @@
+"""What accounts do: sign-up, verification, sign-in, passwords, profiles, staff decisions.
+
+Functions take the session, the acting person and ``now`` explicitly and never commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from engage import audit
+from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
+from engage.audit import AuditAction
+from engage.registries.models import Registry
+from engage.security import (
+    fingerprint,
+    hash_password,
+    password_problem,
+    verify_password,
+)
+
+
+class AccountError(Exception):
+    """Base of the account domain errors; the message is safe to show."""
+
+
+class WeakPassword(AccountError):
+    """The new password is too weak (the message says why)."""
+
+
+class WrongPassword(AccountError):
+    """The current password given does not match."""
+
+
+class InvalidLink(AccountError):
+    """A verification or reset link no longer applies to the account."""
+
+
+class NotAllowed(AccountError):
+    """The actor may not do this to this account."""
+
+
+class InvalidDecision(AccountError):
+    """The decision does not fit the account's current state."""
+
+
+class UnknownRegistry(AccountError):
+    """The registry does not exist or is retired."""
+
+
+def normalise_email(email: str) -> str:
+    """Lower-case and strip an email address (addresses are compared this way)."""
+    return email.strip().lower()
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    """Return the account with ``email`` (case-insensitive), if any."""
+    return session.scalar(sa.select(User).where(User.email == normalise_email(email)))
+
+
+@dataclass
+class SignUpDetails:
+    """What a person types when signing up."""
+
+    role: Role
+    display_name: str
+    email: str
+    password: str
+    country: str
+    language: str
+    profession: str | None = None
+    institution: str | None = None
+    organisation_name: str | None = None
+    registry_id: int | None = None
+
+
+@dataclass
+class SignUpOutcome:
+    """The new account, or the existing owner of the address (who gets a different email)."""
+
+    user: User
+    created: bool
+
+
+def active_registry(session: Session, registry_id: int | None) -> Registry:
+    """Return the active registry ``registry_id`` or raise ``UnknownRegistry``."""
+    registry = session.get(Registry, registry_id) if registry_id else None
+    if registry is None or not registry.is_active:
+        raise UnknownRegistry("Choose one of the network's registries.")
+    return registry
+
+
+def sign_up(session: Session, details: SignUpDetails, now: datetime) -> SignUpOutcome:
+    """Create an unverified account, or report the existing owner of the address.
+
+    Both paths hash the password so their timing does not reveal which one ran.
+    """
+    if details.role == Role.STAFF:
+        raise NotAllowed("Staff accounts are created by the coordination centre.")
+    problem = password_problem(details.password, details.email)
+    if problem:
+        raise WeakPassword(problem)
+    password_hash = hash_password(details.password)
+    email = normalise_email(details.email)
+    existing = find_user_by_email(session, email)
+    if existing is not None:
+        return SignUpOutcome(user=existing, created=False)
+    user = User(
+        email=email,
+        display_name=details.display_name.strip(),
+        password_hash=password_hash,
+        role=details.role,
+        country=details.country,
+        language=details.language,
+        created_at=now,
+    )
+    if details.role == Role.CLINICIAN:
+        user.profession = (details.profession or "").strip() or None
+        user.institution = (details.institution or "").strip() or None
+    elif details.role == Role.ORGANISATION:
+        user.organisation_name = (details.organisation_name or "").strip() or None
+    elif details.role == Role.CUSTODIAN:
+        user.custodian_registry_id = active_registry(session, details.registry_id).id
+        user.custodian_status = CustodianStatus.PENDING
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, AuditAction.SIGN_UP, now=now, actor_id=user.id, subject_user_id=user.id,
+        role=user.role.value,
+    )
+    return SignUpOutcome(user=user, created=True)
+
+
+# Email verification ----------------------------------------------------------------------
+def verification_payload(user: User) -> dict[str, object]:
+    """What a verification link carries: the account and the address it confirms."""
+    return {"uid": user.id, "email": fingerprint(user.email)}
+
+
+def verify_email(session: Session, payload: dict[str, object], now: datetime) -> User:
+    """Confirm the address in a verification link (a second use changes nothing)."""
+    user = session.get(User, payload.get("uid")) if isinstance(payload.get("uid"), int) else None
+    if user is None or payload.get("email") != fingerprint(user.email):
+        raise InvalidLink("This link is not valid.")
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+        audit.record(
+            session, AuditAction.EMAIL_VERIFIED, now=now, actor_id=user.id, subject_user_id=user.id
+        )
+    return user
+
+
+# Sign-in ---------------------------------------------------------------------------------
+def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
+    """Return the account if ``email`` and ``password`` match an active account, else None.
+
+    Every attempt is audited; a failure never says whether the address has an account.
+    """
+    user = find_user_by_email(session, email)
+    ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.is_active:
+        audit.record(
+            session, AuditAction.SIGN_IN_FAILED, now=now,
+            subject_user_id=user.id if user else None,
+            reason="inactive" if (user and ok) else "bad_credentials",
+        )
+        return None
+    user.last_sign_in_at = now
+    audit.record(session, AuditAction.SIGN_IN, now=now, actor_id=user.id, subject_user_id=user.id)
+    return user
+
+
+def record_sign_out(session: Session, user: User, now: datetime) -> None:
+    """Audit a sign-out."""
+    audit.record(session, AuditAction.SIGN_OUT, now=now, actor_id=user.id, subject_user_id=user.id)
+
+
+# Passwords -------------------------------------------------------------------------------
+def _set_password(user: User, new_password: str) -> None:
+    problem = password_problem(new_password, user.email)
+    if problem:
+        raise WeakPassword(problem)
+    user.password_hash = hash_password(new_password)
+    user.session_version += 1
+
+
+def change_password(
+    session: Session, user: User, current_password: str, new_password: str, now: datetime
+) -> None:
+    """Change ``user``'s password after checking the current one; ends other sessions."""
+    if not verify_password(user.password_hash, current_password):
+        raise WrongPassword("Your current password is not right.")
+    _set_password(user, new_password)
+    audit.record(
+        session, AuditAction.PASSWORD_CHANGED, now=now, actor_id=user.id, subject_user_id=user.id
+    )
+
+
+def reset_payload(user: User) -> dict[str, object]:
+    """What a reset link carries; it stops working once the password changes (single use)."""
+    return {"uid": user.id, "pw": fingerprint(user.password_hash)}
+
+
+def request_password_reset(session: Session, email: str, now: datetime) -> User | None:
+    """Return the active account to email a reset link to, or None (the caller says the same)."""
+    user = find_user_by_email(session, email)
+    if user is None or not user.is_active:
+        return None
+    audit.record(
+        session, AuditAction.PASSWORD_RESET_REQUESTED, now=now, subject_user_id=user.id
+    )
+    return user
+
+
+def user_for_reset(session: Session, payload: dict[str, object]) -> User:
+    """Return the account a reset link is for, or raise ``InvalidLink`` if it was used."""
+    uid = payload.get("uid")
+    user = session.get(User, uid) if isinstance(uid, int) else None
+    if user is None or not user.is_active or payload.get("pw") != fingerprint(user.password_hash):
+        raise InvalidLink("This link has already been used or is no longer valid.")
+    return user
+
+
+def reset_password(
+    session: Session, payload: dict[str, object], new_password: str, now: datetime
+) -> User:
+    """Set a new password from a reset link; a reset link also proves the address."""
+    user = user_for_reset(session, payload)
+    _set_password(user, new_password)
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+    audit.record(
+        session, AuditAction.PASSWORD_RESET, now=now, actor_id=user.id, subject_user_id=user.id
+    )
+    return user
+
+
+# Profile ---------------------------------------------------------------------------------
+@dataclass
+class ProfileDetails:
+    """The fields a person may edit about themselves."""
+
+    display_name: str
+    country: str
+    language: str
+    profession: str | None = None
+    institution: str | None = None
+    organisation_name: str | None = None
+
+
+def update_profile(session: Session, user: User, details: ProfileDetails, now: datetime) -> None:
+    """Save ``user``'s own profile; role-specific fields only for that role."""
+    user.display_name = details.display_name.strip()
+    user.country = details.country
+    user.language = details.language
+    if user.role == Role.CLINICIAN:
+        changed_claim = (user.profession, user.institution) != (
+            details.profession, details.institution
+        )
+        user.profession = (details.profession or "").strip() or None
+        user.institution = (details.institution or "").strip() or None
+        if changed_claim and user.clinician_verified_at is not None:
+            # A changed professional claim must be checked again.
+            user.clinician_verified_at = None
+            audit.record(
+                session, AuditAction.CLINICIAN_UNVERIFIED, now=now, actor_id=user.id,
+                subject_user_id=user.id, reason="professional details changed",
+            )
+    if user.role == Role.ORGANISATION:
+        user.organisation_name = (details.organisation_name or "").strip() or None
+    audit.record(
+        session, AuditAction.PROFILE_UPDATED, now=now, actor_id=user.id, subject_user_id=user.id
+    )
+
+
+def enrolled_registry_ids(session: Session, user: User) -> set[int]:
+    """The registries ``user`` says they are enrolled in."""
+    return set(
+        session.scalars(
+            sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user.id)
+        )
+    )
+
+
+def set_enrolments(
+    session: Session, user: User, registry_ids: set[int], now: datetime
+) -> None:
+    """Record exactly ``registry_ids`` as the participant's registries."""
+    if user.role != Role.PARTICIPANT:
+        raise NotAllowed("Only people with MS record registry enrolments.")
+    if registry_ids:
+        known = set(
+            session.scalars(
+                sa.select(Registry.id).where(
+                    Registry.id.in_(registry_ids), Registry.is_active.is_(True)
+                )
+            )
+        )
+        if known != registry_ids:
+            raise UnknownRegistry("Choose only registries of the network.")
+    current = enrolled_registry_ids(session, user)
+    for registry_id in registry_ids - current:
+        session.add(RegistryEnrolment(user_id=user.id, registry_id=registry_id, created_at=now))
+    if current - registry_ids:
+        session.execute(
+            sa.delete(RegistryEnrolment).where(
+                RegistryEnrolment.user_id == user.id,
+                RegistryEnrolment.registry_id.in_(current - registry_ids),
+            )
+        )
+
+
+# Staff decisions ---------------------------------------------------------------------------
+def _require_staff(actor: User) -> None:
+    if not actor.is_staff:
+        raise NotAllowed("Only coordination-centre staff can do this.")
+
+
+def set_clinician_verified(
+    session: Session, actor: User, user: User, verified: bool, now: datetime
+) -> None:
+    """Confirm (or withdraw confirmation of) a clinician's professional claim."""
+    _require_staff(actor)
+    if user.role != Role.CLINICIAN:
+        raise InvalidDecision("Only healthcare professionals have a professional claim to verify.")
+    if verified == (user.clinician_verified_at is not None):
+        return
+    user.clinician_verified_at = now if verified else None
+    action = AuditAction.CLINICIAN_VERIFIED if verified else AuditAction.CLINICIAN_UNVERIFIED
+    audit.record(session, action, now=now, actor_id=actor.id, subject_user_id=user.id)
+
+
+def decide_custodian_request(
+    session: Session,
+    actor: User,
+    user: User,
+    *,
+    approve: bool,
+    registry_id: int | None,
+    reason: str | None,
+    now: datetime,
+) -> None:
+    """Approve a custodian request and bind it to a registry, or decline it with a reason."""
+    _require_staff(actor)
+    if user.role != Role.CUSTODIAN or user.custodian_status != CustodianStatus.PENDING:
+        raise InvalidDecision("This account has no pending custodian request.")
+    if approve:
+        registry = active_registry(session, registry_id or user.custodian_registry_id)
+        user.custodian_registry_id = registry.id
+        user.custodian_status = CustodianStatus.APPROVED
+        audit.record(
+            session, AuditAction.CUSTODIAN_APPROVED, now=now, actor_id=actor.id,
+            subject_user_id=user.id, target=f"registry:{registry.id}",
+        )
+    else:
+        if not reason or not reason.strip():
+            raise InvalidDecision("Give a reason when declining a request.")
+        user.custodian_status = CustodianStatus.DECLINED
+        audit.record(
+            session, AuditAction.CUSTODIAN_DECLINED, now=now, actor_id=actor.id,
+            subject_user_id=user.id, reason=reason.strip()[:500],
+        )
+
+
+def change_role(session: Session, actor: User, user: User, role: Role, now: datetime) -> None:
+    """Move an account to another role; custodian rights only come through a request."""
+    _require_staff(actor)
+    if role == Role.CUSTODIAN:
+        raise InvalidDecision("Custodian rights are granted by approving a custodian request.")
+    if user.id == actor.id:
+        raise NotAllowed("You cannot change your own role.")
+    if user.role == role:
+        return
+    old = user.role
+    user.role = role
+    user.clinician_verified_at = None
+    if old == Role.CUSTODIAN:
+        user.custodian_status = None
+        user.custodian_registry_id = None
+    audit.record(
+        session, AuditAction.ROLE_CHANGED, now=now, actor_id=actor.id, subject_user_id=user.id,
+        old=old.value, new=role.value,
+    )
+
+
+def set_active(session: Session, actor: User, user: User, active: bool, now: datetime) -> None:
+    """Deactivate (no sign-in, sessions end) or reactivate an account."""
+    _require_staff(actor)
+    if user.id == actor.id:
+        raise NotAllowed("You cannot deactivate your own account.")
+    if user.is_active == active:
+        return
+    user.is_active = active
+    user.session_version += 1
+    action = AuditAction.ACCOUNT_ACTIVATED if active else AuditAction.ACCOUNT_DEACTIVATED
+    audit.record(session, action, now=now, actor_id=actor.id, subject_user_id=user.id)
+
+
+def create_user_by_cli(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    role: Role,
+    display_name: str,
+    country: str,
+    language: str,
+    now: datetime,
+) -> User:
+    """Create a verified account from the command line (staff and demo accounts)."""
+    email = normalise_email(email)
+    if find_user_by_email(session, email) is not None:
+        raise InvalidDecision(f"An account with {email} already exists.")
+    problem = password_problem(password, email)
+    if problem:
+        raise WeakPassword(problem)
+    user = User(
+        email=email, display_name=display_name, password_hash=hash_password(password),
+        role=role, country=country, language=language, created_at=now, email_verified_at=now,
+    )
+    session.add(user)
+    session.flush()
+    audit.record(
+        session, AuditAction.ACCOUNT_CREATED_BY_CLI, now=now, subject_user_id=user.id,
+        role=role.value,
+    )
+    return user
+
+
+# Lists and housekeeping --------------------------------------------------------------------
+@dataclass
+class UserPage:
+    """One page of a user search."""
+
+    users: list[User]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the search has (at least one)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+def search_users(
+    session: Session,
+    *,
+    text: str = "",
+    role: Role | None = None,
+    pending_only: bool = False,
+    page: int = 1,
+    per_page: int = 25,
+) -> UserPage:
+    """Find accounts by name or email fragment, role, or pending staff decisions."""
+    query = sa.select(User)
+    if text:
+        pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+            "_", "\\_"
+        ) + "%"
+        query = query.where(
+            sa.or_(
+                User.email.like(pattern, escape="\\"),
+                sa.func.lower(User.display_name).like(pattern, escape="\\"),
+            )
+        )
+    if role is not None:
+        query = query.where(User.role == role)
+    if pending_only:
+        query = query.where(
+            sa.or_(
+                User.custodian_status == CustodianStatus.PENDING,
+                sa.and_(User.role == Role.CLINICIAN, User.clinician_verified_at.is_(None)),
+            )
+        )
+    total = session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+    page = max(1, page)
+    users = list(
+        session.scalars(
+            query.order_by(User.created_at.desc(), User.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
+    return UserPage(users=users, total=total, page=page, per_page=per_page)
+
+
+def remove_unverified_accounts(session: Session, now: datetime, retention_days: int) -> int:
+    """Delete sign-ups never verified within ``retention_days``; return how many."""
+    cutoff = now - timedelta(days=retention_days)
+    stale = list(
+        session.scalars(
+            sa.select(User).where(User.email_verified_at.is_(None), User.created_at < cutoff)
+        )
+    )
+    for user in stale:
+        audit.record(
+            session, AuditAction.UNVERIFIED_ACCOUNT_REMOVED, now=now, subject_user_id=user.id
+        )
+        session.delete(user)
+    return len(stale)

@@ -1,0 +1,169 @@
+"""The composition root: ``create_app`` binds extensions, blueprints, signals and the CLI.
+
+This is the only module of ``engage`` that imports ``governance`` and ``newsletters``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, render_template, request
+from flask_login import AnonymousUserMixin
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from config import Config, load_config
+from engage import mail
+from engage.db import db, get_session
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class AnonymousVisitor(AnonymousUserMixin):
+    """A visitor who has not signed in."""
+
+    role = None
+    language = "en"
+    is_staff = False
+    is_email_verified = False
+
+
+def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
+    """Build the Engage app.
+
+    :param config: a ``Config`` instance, a mapping of overrides applied on top of the
+        environment's configuration (tests), or None to read ``ENGAGE_CONFIG``.
+    """
+    app = Flask(
+        "engage",
+        instance_path=str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(Path(__file__).parent / "static"),
+    )
+    overrides: dict[str, Any] = {}
+    if isinstance(config, dict):
+        overrides = dict(config)
+        config = load_config(overrides.pop("ENGAGE_CONFIG", None))
+    config = config or load_config()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    config.validate()
+    app.config.from_object(config)
+    app.config["ENGAGE_CONFIG"] = config.ENV_NAME
+    if not app.config.get("DATABASE_URL"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'engage.sqlite'}"
+    if not app.config.get("MAIL_OUTBOX_DIR"):
+        app.config["MAIL_OUTBOX_DIR"] = str(Path(app.instance_path) / "mail")
+
+    _bind_extensions(app)
+    _register_blueprints(app)
+    _register_error_pages(app)
+    _add_security_headers(app)
+    _register_jobs(app)
+    _register_cli(app)
+    return app
+
+
+def _bind_extensions(app: Flask) -> None:
+    from engage.accounts.models import User
+    from engage.extensions import csrf, limiter, login_manager
+
+    db.init_app(app)
+    mail.init_app(app)
+    csrf.init_app(app)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.anonymous_user = AnonymousVisitor
+    login_manager.login_view = "auth.sign_in"
+    login_manager.login_message = "Please sign in to see this page."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(identity: str) -> User | None:
+        """Load the signed-in person; a stale session version (password changed) signs out."""
+        user_id, _, version = identity.partition(":")
+        if not user_id.isdigit() or not version.isdigit():
+            return None
+        user = get_session().get(User, int(user_id))
+        if user is None or not user.is_active or user.session_version != int(version):
+            return None
+        return user
+
+
+def _register_blueprints(app: Flask) -> None:
+    from engage.accounts.views import account, auth
+    from engage.pages import pages
+    from engage.staff_views import staff
+
+    for blueprint in (pages, auth, account, staff):
+        app.register_blueprint(blueprint)
+
+
+def _register_error_pages(app: Flask) -> None:
+    def render_error(status: int, message: str | None = None):
+        return render_template(f"errors/{status}.html", message=message), status
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_error(400, "Your form expired or was sent from another page. Please try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        status = error.code or 500
+        if status in {400, 403, 404, 405, 429}:
+            response = render_error(status)
+            if status == 405 and error.get_response().headers.get("Allow"):
+                return response[0], status, {"Allow": error.get_response().headers["Allow"]}
+            return response
+        if status == 413:
+            return render_error(400, "What you sent is too large.")
+        return error
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        # Log the type and where, never the request body (it may hold personal data).
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return render_error(500)
+
+
+def _add_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            response.headers.setdefault(
+                "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+            )
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+
+def _register_jobs(app: Flask) -> None:
+    from engage.accounts import jobs as account_jobs
+    from engage.scheduler import JobRegistry
+
+    registry = JobRegistry()
+    account_jobs.register(registry)
+    app.extensions["engage.jobs"] = registry
+
+
+def _register_cli(app: Flask) -> None:
+    from engage.cli import register_commands
+
+    register_commands(app)

@@ -1,0 +1,95 @@
+"""The append-only audit log of security events.
+
+Rows are only ever inserted: an ORM guard refuses updates and deletes. Details never hold
+passwords, tokens or health information.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from engage.db import Base, UTCDateTime
+
+
+class AuditAction(enum.StrEnum):
+    """Security events worth keeping."""
+
+    SIGN_UP = "sign_up"
+    EMAIL_VERIFIED = "email_verified"
+    SIGN_IN = "sign_in"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGN_OUT = "sign_out"
+    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_RESET_REQUESTED = "password_reset_requested"
+    PASSWORD_RESET = "password_reset"
+    PROFILE_UPDATED = "profile_updated"
+    ROLE_CHANGED = "role_changed"
+    CLINICIAN_VERIFIED = "clinician_verified"
+    CLINICIAN_UNVERIFIED = "clinician_unverified"
+    CUSTODIAN_APPROVED = "custodian_approved"
+    CUSTODIAN_DECLINED = "custodian_declined"
+    ACCOUNT_ACTIVATED = "account_activated"
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    ACCOUNT_CREATED_BY_CLI = "account_created_by_cli"
+    UNVERIFIED_ACCOUNT_REMOVED = "unverified_account_removed"
+    REGISTRY_CREATED = "registry_created"
+    REGISTRY_UPDATED = "registry_updated"
+
+
+class AuditEvent(Base):
+    """One security event. Ids are plain integers so removing an account keeps its history."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    action: Mapped[str] = mapped_column(sa.String(40), index=True)
+    # Who acted (None for the system or an unknown visitor).
+    actor_id: Mapped[int | None] = mapped_column(index=True)
+    # Whose account the event concerns.
+    subject_user_id: Mapped[int | None] = mapped_column(index=True)
+    # What else concerns it, e.g. "registry:3".
+    target: Mapped[str | None] = mapped_column(sa.String(80))
+    # Small JSON object of non-sensitive facts (old and new role, reason given by staff).
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+
+
+class AuditLogIsAppendOnly(RuntimeError):
+    """Something tried to change or delete an audit event."""
+
+
+def record(
+    session: Session,
+    action: AuditAction,
+    *,
+    now: datetime,
+    actor_id: int | None = None,
+    subject_user_id: int | None = None,
+    target: str | None = None,
+    **details: Any,
+) -> AuditEvent:
+    """Append one audit event to ``session`` (the caller commits)."""
+    audit_event = AuditEvent(
+        occurred_at=now,
+        action=action.value,
+        actor_id=actor_id,
+        subject_user_id=subject_user_id,
+        target=target,
+        details=details,
+    )
+    session.add(audit_event)
+    return audit_event
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _context: Any, _instances: Any) -> None:
+    """Keep the audit log append-only at the ORM level."""
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent) and (obj in session.deleted or session.is_modified(obj)):
+            raise AuditLogIsAppendOnly("audit events are append-only")

@@ -1,0 +1,254 @@
+"""The ``engage`` command: a FlaskGroup over ``create_app`` plus Engage's own commands."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from engage.accounts.choices import LANGUAGE_CHOICES, country_names
+from engage.accounts.models import Role
+
+
+def _create_app() -> Flask:
+    from config import ConfigurationError
+    from engage.app import create_app
+
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)
+def cli() -> None:
+    """Engage: the participation platform of an MS research network."""
+
+
+def register_commands(app: Flask) -> None:
+    """Attach Engage's command groups to ``app.cli`` (called by the factory)."""
+    for command in (run_command, db_group, users_group, demo_group, scheduler_group):
+        app.cli.add_command(command)
+
+
+# engage run ---------------------------------------------------------------------------------
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--with-scheduler/--without-scheduler",
+    default=None,
+    help="Run the scheduler inside this process (default: SCHEDULER_IN_PROCESS).",
+)
+@with_appcontext
+def run_command(host: str, port: int, with_scheduler: bool | None) -> None:
+    """Serve Engage for development (use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    from engage.migrate import unapplied_migrations_message
+    from engage.scheduler import build_scheduler
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    problem = unapplied_migrations_message(app)
+    if problem:
+        raise click.ClickException(problem)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    in_process = app.config["SCHEDULER_IN_PROCESS"] if with_scheduler is None else with_scheduler
+    scheduler = None
+    if in_process:
+        scheduler = build_scheduler(app, background=True)
+        scheduler.start()
+        click.echo(f"Scheduler running in this process with {len(app.extensions['engage.jobs'])} job(s).")
+    if app.config["MAIL_BACKEND"] == "file":
+        click.echo(f"Mail is written as .eml files to {app.config['MAIL_OUTBOX_DIR']}")
+    click.echo(f"Engage is at http://{host}:{port}/  (Ctrl+C to stop)")
+    try:
+        run_simple(host, port, app, use_debugger=app.debug, use_reloader=False, threaded=True)
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+
+
+# engage db ----------------------------------------------------------------------------------
+@click.group("db")
+def db_group() -> None:
+    """Database migrations (Alembic)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from alembic import command
+
+    from engage.migrate import alembic_config
+
+    command.upgrade(alembic_config(current_app), revision)
+    click.echo(f"Database is at {revision}.")
+
+
+@db_group.command("downgrade")
+@click.argument("revision", default="-1")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Undo migrations down to REVISION (default: one step back)."""
+    from alembic import command
+
+    from engage.migrate import alembic_config
+
+    command.downgrade(alembic_config(current_app), revision)
+    click.echo(f"Database downgraded to {revision}.")
+
+
+@db_group.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Show the database's revision and whether it is the newest."""
+    from engage.migrate import current_revisions, head_revisions
+
+    current, heads = current_revisions(current_app), head_revisions(current_app)
+    click.echo(f"current: {', '.join(sorted(current)) or '(not migrated)'}")
+    click.echo(f"newest:  {', '.join(sorted(heads))}")
+    click.echo("up to date" if current == heads else "behind: run `engage db upgrade`")
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="What the change does.")
+@click.option("--autogenerate/--empty", default=True, show_default=True)
+@with_appcontext
+def db_revision(message: str, autogenerate: bool) -> None:
+    """Write a new migration (review it before committing)."""
+    from alembic import command
+
+    from engage.migrate import alembic_config
+
+    command.revision(alembic_config(current_app), message=message, autogenerate=autogenerate)
+
+
+# engage users -------------------------------------------------------------------------------
+@click.group("users")
+def users_group() -> None:
+    """Accounts."""
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+
+
+@users_group.command("create")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role if r != Role.CUSTODIAN]),
+    required=True,
+    help="Custodians join by request and staff approval.",
+)
+@click.option("--email", required=True)
+@click.option("--name", "display_name", default=None, help="Display name (default: from email).")
+@click.option("--country", default="GB", show_default=True, help="ISO 3166-1 alpha-2 code.")
+@click.option(
+    "--language", default="en", show_default=True,
+    type=click.Choice([code for code, _ in LANGUAGE_CHOICES]),
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def users_create(
+    role: str, email: str, display_name: str | None, country: str, language: str,
+    password_stdin: bool,
+) -> None:
+    """Create a verified account (the password is prompted for, never an argument)."""
+    from engage.accounts import services
+    from engage.db import get_session
+    from engage.timeutil import utcnow
+
+    country = country.upper()
+    if country not in country_names() or country == "INT":
+        raise click.BadParameter(f"{country!r} is not an ISO 3166-1 alpha-2 code.", param_hint="--country")
+    password = _read_password(password_stdin)
+    session = get_session()
+    try:
+        user = services.create_user_by_cli(
+            session, email=email, password=password, role=Role(role),
+            display_name=(display_name or email.split("@")[0])[:80], country=country,
+            language=language, now=utcnow(),
+        )
+    except services.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    session.commit()
+    click.echo(f"Created {user.role.value} account {user.email} (id {user.id}).")
+
+
+# engage demo --------------------------------------------------------------------------------
+@click.group("demo")
+def demo_group() -> None:
+    """Demonstration data for development."""
+
+
+@demo_group.command("seed")
+@with_appcontext
+def demo_seed() -> None:
+    """Create the network's registries and one demo account per role (idempotent)."""
+    from engage.demo import DemoRefused, seed_demo
+
+    try:
+        lines = seed_demo(current_app._get_current_object())  # type: ignore[attr-defined]
+    except DemoRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in lines:
+        click.echo(line)
+
+
+# engage scheduler ---------------------------------------------------------------------------
+@click.group("scheduler")
+def scheduler_group() -> None:
+    """Scheduled jobs."""
+
+
+@scheduler_group.command("list")
+@with_appcontext
+def scheduler_list() -> None:
+    """List the registered jobs and their triggers."""
+    for job in current_app.extensions["engage.jobs"]:
+        args = ", ".join(f"{k}={v}" for k, v in job.trigger_args.items())
+        click.echo(f"{job.id}\t{job.trigger}({args})\t{job.description}")
+
+
+@scheduler_group.command("run")
+@with_appcontext
+def scheduler_run() -> None:
+    """Run the scheduler in this process until stopped (exactly one per deployment)."""
+    from engage.migrate import unapplied_migrations_message
+    from engage.scheduler import build_scheduler, single_scheduler_lock
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    problem = unapplied_migrations_message(app)
+    if problem:
+        raise click.ClickException(problem)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with single_scheduler_lock(app):
+        scheduler = build_scheduler(app, background=False)
+        click.echo(f"Scheduler started with {len(app.extensions['engage.jobs'])} job(s).")
+        try:
+            scheduler.start()
+        except (KeyboardInterrupt, SystemExit):
+            click.echo("Scheduler stopped.")
+
+
+@scheduler_group.command("run-job")
+@click.argument("job_id")
+@with_appcontext
+def scheduler_run_job(job_id: str) -> None:
+    """Run one job now, once."""
+    from engage.scheduler import run_job
+
+    try:
+        job = current_app.extensions["engage.jobs"][job_id]
+    except KeyError:
+        raise click.ClickException(f"No job named {job_id!r}; see `engage scheduler list`.") from None
+    summary = run_job(current_app._get_current_object(), job)  # type: ignore[attr-defined]
+    click.echo(summary or "done")

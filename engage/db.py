@@ -1,0 +1,108 @@
+"""Database access: the declarative base, a UTC datetime type and per-app-context sessions.
+
+Views and CLI commands get a session from :func:`get_session`; services receive it as an
+argument and never commit; the caller commits once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app, g
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from engage.timeutil import as_utc
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Engage model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite stores it naive, in UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        """Refuse naive datetimes and store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; use engage.timeutil.utcnow()")
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        """Return an aware UTC datetime."""
+        return None if value is None else as_utc(value)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Turn on foreign keys and a busy timeout for every SQLite connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with the settings Engage relies on."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 5})
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Database:
+    """The app's engine and session factory, bound to one Flask app by :meth:`init_app`."""
+
+    def init_app(self, app: Flask) -> None:
+        """Create the engine for the app's ``DATABASE_URL`` and close sessions after requests."""
+        engine = make_engine(app.config["DATABASE_URL"])
+        factory = sessionmaker(bind=engine, expire_on_commit=False)
+        app.extensions["engage.db"] = {"engine": engine, "sessionmaker": factory}
+        app.teardown_appcontext(_close_session)
+
+    @staticmethod
+    def engine(app: Flask | None = None) -> Engine:
+        """Return the engine of ``app`` (default: the current app)."""
+        return (app or current_app).extensions["engage.db"]["engine"]
+
+    @staticmethod
+    def new_session(app: Flask | None = None) -> Session:
+        """Open a new session the caller owns (jobs, CLI, tests)."""
+        return (app or current_app).extensions["engage.db"]["sessionmaker"]()
+
+
+def get_session() -> Session:
+    """Return the session of the current app context, opening it on first use."""
+    if "db_session" not in g:
+        g.db_session = Database.new_session()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    """Roll back anything uncommitted and close the app context's session."""
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.rollback()
+        session.close()
+
+
+db = Database()

@@ -1,0 +1,90 @@
+"""Demonstration data: the Big MS Data network's registries and one account per role."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import sqlalchemy as sa
+from flask import Flask
+
+from engage.accounts import services as account_services
+from engage.accounts.models import CustodianStatus, Role, User
+from engage.db import Database
+from engage.registries.services import RegistryDetails, ensure_registry
+from engage.timeutil import utcnow
+
+REGISTRIES = [
+    RegistryDetails(code="REMUS", name="Czech National MS Registry (ReMuS)", country="CZ"),
+    RegistryDetails(code="DMSR", name="Danish Multiple Sclerosis Registry", country="DK"),
+    RegistryDetails(code="OFSEP", name="French MS Registry (OFSEP)", country="FR"),
+    RegistryDetails(code="IMSR", name="Italian MS and Related Disorders Register", country="IT"),
+    RegistryDetails(code="SMSREG", name="Swedish MS Registry", country="SE"),
+    RegistryDetails(code="MSBASE", name="MSBase", country="INT"),
+]
+
+DEMO_ACCOUNTS = [
+    # (role, email, display name, country)
+    (Role.PARTICIPANT, "participant@demo.engage.localhost", "Alex (demo participant)", "SE"),
+    (Role.CLINICIAN, "clinician@demo.engage.localhost", "Dr Berg (demo clinician)", "DK"),
+    (Role.CUSTODIAN, "custodian@demo.engage.localhost", "Chris (demo custodian)", "SE"),
+    (Role.ORGANISATION, "organisation@demo.engage.localhost", "Dana (demo MS society)", "IT"),
+    (Role.STAFF, "staff@demo.engage.localhost", "Eli (demo staff)", "BE"),
+]
+
+
+class DemoRefused(RuntimeError):
+    """Demo data must never reach a production database."""
+
+
+def _credentials_file(app: Flask) -> Path:
+    return Path(app.instance_path) / "demo-sign-ins.json"
+
+
+def seed_demo(app: Flask) -> list[str]:
+    """Create registries and demo accounts if missing; return lines describing the sign-ins.
+
+    Passwords are generated on first creation and kept in the instance folder (development
+    only) so later runs can print them again.
+    """
+    if app.config["ENGAGE_CONFIG"] == "production":
+        raise DemoRefused("Refusing to seed demo data under the production configuration.")
+    now = utcnow()
+    credentials_path = _credentials_file(app)
+    known: dict[str, str] = {}
+    if credentials_path.exists():
+        known = json.loads(credentials_path.read_text())
+    lines: list[str] = []
+    session = Database.new_session(app)
+    try:
+        registries = {details.code: ensure_registry(session, details, now) for details in REGISTRIES}
+        for role, email, name, country in DEMO_ACCOUNTS:
+            user = session.scalar(sa.select(User).where(User.email == email))
+            if user is None:
+                password = f"demo-{secrets.token_urlsafe(9)}"
+                user = account_services.create_user_by_cli(
+                    session, email=email, password=password, role=role, display_name=name,
+                    country=country, language="en", now=now,
+                )
+                if role == Role.CLINICIAN:
+                    user.profession, user.institution = "Neurologist", "Rigshospitalet"
+                    user.clinician_verified_at = now
+                elif role == Role.ORGANISATION:
+                    user.organisation_name = "Associazione Italiana Sclerosi Multipla"
+                elif role == Role.CUSTODIAN:
+                    user.custodian_registry_id = registries["SMSREG"].id
+                    user.custodian_status = CustodianStatus.APPROVED
+                known[email] = password
+            lines.append(f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}")
+        session.commit()
+    finally:
+        session.close()
+    credentials_path.parent.mkdir(parents=True, exist_ok=True)
+    credentials_path.write_text(json.dumps(known, indent=2))
+    credentials_path.chmod(0o600)
+    header = [
+        f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts.",
+        "Demo sign-ins (role, email, password):",
+    ]
+    return header + lines

@@ -1,0 +1,238 @@
+"""Mail transport: one interface, three backends chosen by ``MAIL_BACKEND``.
+
+- ``console`` prints each message (with its text part) to standard output;
+- ``file`` writes each message as an ``.eml`` file into ``MAIL_OUTBOX_DIR``;
+- ``sendgrid`` sends through the ``sendgrid`` library's ``SendGridAPIClient``
+  (``SENDGRID_API_HOST`` points it elsewhere, e.g. at a local fake server in tests).
+
+Message bodies are rendered from ``templates/emails/<name>.txt`` and ``.html``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+
+from flask import Flask, current_app, render_template
+
+log = logging.getLogger(__name__)
+
+# Written .eml files allow header lines up to RFC 5322's hard limit of 998: at the default of 78
+# the generator turns a long List-Unsubscribe URL into RFC 2047 encoded-words, which RFC 2369/8058
+# readers do not decode (a long non-ASCII subject becomes one longer encoded-word instead).
+_EML_POLICY = email_policy.default.clone(max_line_length=998)
+
+
+@dataclass
+class Message:
+    """An email with a text and an HTML part."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str] = field(default_factory=dict)
+    # Only ids and kinds go here (they reach the provider as non-personal data).
+    categories: list[str] = field(default_factory=list)
+    custom_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class SendResult:
+    """What the transport knows after handing a message over."""
+
+    message_id: str | None
+
+
+class MailError(RuntimeError):
+    """The transport could not hand the message over.
+
+    :param transient: True when trying again later may succeed (429, 5xx, network errors).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.transient = transient
+
+
+class MailBackend(Protocol):
+    """What every backend offers."""
+
+    def send(self, message: Message, sender: str) -> SendResult:
+        """Hand ``message`` over for delivery, or raise ``MailError``."""
+
+
+def _as_email_message(message: Message, sender: str) -> EmailMessage:
+    """Build a standard multipart/alternative message."""
+    email = EmailMessage()
+    email["From"] = sender
+    email["To"] = message.to
+    email["Subject"] = message.subject
+    email["Date"] = formatdate(localtime=False)
+    email["Message-ID"] = make_msgid(domain="engage.localhost")
+    for name, value in message.headers.items():
+        email[name] = value
+    email.set_content(message.text)
+    email.add_alternative(message.html, subtype="html")
+    return email
+
+
+class ConsoleBackend:
+    """Print messages; for development without a mail folder."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def send(self, message: Message, sender: str) -> SendResult:
+        """Print the headers and the text part."""
+        email = _as_email_message(message, sender)
+        lines = [f"{k}: {v}" for k, v in email.items()]
+        print("\n".join([*lines, "", message.text, "-" * 72]), file=self.stream, flush=True)
+        return SendResult(message_id=email["Message-ID"])
+
+
+class FileBackend:
+    """Write each message as an ``.eml`` file into a folder (the development default)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, outbox_dir: str | Path) -> None:
+        self.outbox_dir = Path(outbox_dir)
+
+    def send(self, message: Message, sender: str) -> SendResult:
+        """Write ``<time>-<uuid>.eml`` and return its Message-ID."""
+        email = _as_email_message(message, sender)
+        with self._lock:
+            self.outbox_dir.mkdir(parents=True, exist_ok=True)
+        from engage.timeutil import utcnow
+
+        name = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
+        (self.outbox_dir / name).write_bytes(email.as_bytes(policy=_EML_POLICY))
+        return SendResult(message_id=email["Message-ID"])
+
+
+class SendGridBackend:
+    """Send through SendGrid's v3 Mail Send API with the official client."""
+
+    def __init__(self, api_key: str, host: str | None = None, timeout: float = 10.0) -> None:
+        from sendgrid import SendGridAPIClient
+
+        kwargs: dict[str, Any] = {"api_key": api_key}
+        if host:
+            kwargs["host"] = host.rstrip("/")
+        self.client = SendGridAPIClient(**kwargs)
+        self.client.client.timeout = timeout
+
+    @staticmethod
+    def build_request_body(message: Message, sender: str) -> dict[str, Any]:
+        """Return the v3 ``/mail/send`` JSON body for one message."""
+        from sendgrid.helpers.mail import (
+            Category,
+            CustomArg,
+            From,
+            Header,
+            HtmlContent,
+            Mail,
+            PlainTextContent,
+            To,
+        )
+
+        name, address = parseaddr(sender)
+        mail = Mail(
+            from_email=From(address, name or None),
+            to_emails=To(message.to),
+            subject=message.subject,
+            plain_text_content=PlainTextContent(message.text),
+            html_content=HtmlContent(message.html),
+        )
+        for header_name, value in message.headers.items():
+            mail.add_header(Header(header_name, value))
+        for category in message.categories:
+            mail.add_category(Category(category))
+        for key, value in message.custom_args.items():
+            mail.add_custom_arg(CustomArg(key, value))
+        return mail.get()
+
+    def send(self, message: Message, sender: str) -> SendResult:
+        """POST the message; 2xx is accepted, 429/5xx/network errors are transient."""
+        from python_http_client import exceptions as http_errors
+
+        body = self.build_request_body(message, sender)
+        try:
+            response = self.client.send(body)
+        except http_errors.HTTPError as exc:
+            status = getattr(exc, "status_code", None)
+            transient = status == 429 or (status is not None and status >= 500)
+            raise MailError(
+                f"SendGrid answered {status}: {_error_reason(exc)}", status=status,
+                transient=transient,
+            ) from exc
+        # Refused connection, DNS failure, timeout; or a garbled or cut-off answer
+        # (http.client raises those as HTTPException, which is not an OSError).
+        except (OSError, http.client.HTTPException) as exc:
+            raise MailError(
+                f"SendGrid unreachable: {exc.__class__.__name__}", transient=True
+            ) from exc
+        headers = getattr(response, "headers", None) or {}
+        message_id = headers.get("X-Message-Id") if hasattr(headers, "get") else None
+        return SendResult(message_id=message_id)
+
+
+def _error_reason(exc: Exception) -> str:
+    """The provider's error messages from an error body, without any message content."""
+    body = getattr(exc, "body", b"") or b""
+    try:
+        errors = json.loads(body).get("errors", [])
+        reasons = [str(e.get("message", "")) for e in errors if isinstance(e, dict)]
+    except (ValueError, AttributeError):
+        reasons = []
+    return "; ".join(r for r in reasons if r)[:500] or "no reason given"
+
+
+def make_backend(app: Flask) -> MailBackend:
+    """Build the backend named by the app's ``MAIL_BACKEND`` setting."""
+    name = app.config["MAIL_BACKEND"]
+    if name == "console":
+        return ConsoleBackend()
+    if name == "file":
+        return FileBackend(app.config["MAIL_OUTBOX_DIR"])
+    if name == "sendgrid":
+        return SendGridBackend(app.config["SENDGRID_API_KEY"], app.config["SENDGRID_API_HOST"])
+    raise ValueError(f"unknown MAIL_BACKEND {name!r}")
+
+
+def init_app(app: Flask) -> None:
+    """Bind the configured backend to ``app``."""
+    app.extensions["engage.mail"] = make_backend(app)
+
+
+def send(message: Message) -> SendResult:
+    """Send ``message`` through the current app's backend (logs the kind, never the content)."""
+    backend: MailBackend = current_app.extensions["engage.mail"]
+    result = backend.send(message, current_app.config["MAIL_FROM"])
+    log.info("mail handed over: categories=%s", ",".join(message.categories) or "-")
+    return result
+
+
+def render_message(template: str, *, to: str, subject: str, **context: Any) -> Message:
+    """Render ``templates/emails/<template>.txt`` and ``.html`` into a :class:`Message`."""
+    context.setdefault("base_url", current_app.config["BASE_URL"].rstrip("/"))
+    text = render_template(f"emails/{template}.txt", subject=subject, **context)
+    html = render_template(f"emails/{template}.html", subject=subject, **context)
+    return Message(to=to, subject=subject, text=text, html=html, categories=[template])
+
+
+def send_template(template: str, *, to: str, subject: str, **context: Any) -> SendResult:
+    """Render and send one templated message."""
+    return send(render_message(template, to=to, subject=subject, **context))

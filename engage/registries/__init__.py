@@ -1,0 +1,1 @@
+"""The network's member registries, shared by accounts, consent and governance."""

@@ -1,0 +1,1 @@
+"""Governance: research project proposals decided by independent registries."""

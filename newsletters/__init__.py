@@ -1,0 +1,1 @@
+"""Newsletters: mailing lists, campaigns and scheduled delivery of progress updates."""

@@ -73,14 +73,22 @@ class Config:
         self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"
         self.RESET_RATE_LIMIT = "5 per minute;20 per hour"
 
-    def validate(self) -> None:
-        """Raise ``ConfigurationError`` if the settings are unsafe for this environment."""
+    def problems(self) -> list[str]:
+        """What is unsafe or incomplete in these settings, one sentence each."""
+        found = []
         if self.MAIL_BACKEND not in {"console", "file", "sendgrid"}:
-            raise ConfigurationError(
+            found.append(
                 f"MAIL_BACKEND must be one of console, file, sendgrid (got {self.MAIL_BACKEND!r})."
             )
         if self.MAIL_BACKEND == "sendgrid" and not self.SENDGRID_API_KEY:
-            raise ConfigurationError("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY to be set.")
+            found.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY to be set.")
+        return found
+
+    def validate(self) -> None:
+        """Raise ``ConfigurationError`` listing every problem, if there is any."""
+        found = self.problems()
+        if found:
+            raise ConfigurationError("\n".join(found))
 
 
 class DevelopmentConfig(Config):
@@ -124,21 +132,23 @@ class ProductionConfig(Config):
         self.REMEMBER_COOKIE_SECURE = True
         self.MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "sendgrid")
 
-    def validate(self) -> None:
-        """Refuse a default or short secret and any database other than PostgreSQL."""
-        super().validate()
+    def problems(self) -> list[str]:
+        """Also refuse a default or short secret and any database other than PostgreSQL."""
+        found = []
         if not self.SECRET_KEY or self.SECRET_KEY == DEFAULT_SECRET_KEY:
-            raise ConfigurationError(
-                "SECRET_KEY is missing or still the development default. Set SECRET_KEY to a long "
-                "random value, for example: python -c 'import secrets; print(secrets.token_hex(32))'"
+            found.append(
+                "SECRET_KEY is missing or still the development default. Set SECRET_KEY to a "
+                "long random value, for example: "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
             )
-        if len(self.SECRET_KEY) < 32:
-            raise ConfigurationError("SECRET_KEY is too short: use at least 32 random characters.")
+        elif len(self.SECRET_KEY) < 32:
+            found.append("SECRET_KEY is too short: use at least 32 random characters.")
         if not self.DATABASE_URL or not self.DATABASE_URL.startswith("postgresql"):
-            raise ConfigurationError(
+            found.append(
                 "Production needs PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL "
                 "(SQLite is for development and tests only)."
             )
+        return found + super().problems()
 
 
 CONFIGS: dict[str, type[Config]] = {

@@ -55,13 +55,17 @@ def run_command(host: str, port: int, with_scheduler: bool | None) -> None:
     problem = unapplied_migrations_message(app)
     if problem:
         raise click.ClickException(problem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     in_process = app.config["SCHEDULER_IN_PROCESS"] if with_scheduler is None else with_scheduler
     scheduler = None
     if in_process:
         scheduler = build_scheduler(app, background=True)
         scheduler.start()
-        click.echo(f"Scheduler running in this process with {len(app.extensions['engage.jobs'])} job(s).")
+        click.echo(
+            f"Scheduler running in this process with {len(app.extensions['engage.jobs'])} job(s)."
+        )
     if app.config["MAIL_BACKEND"] == "file":
         click.echo(f"Mail is written as .eml files to {app.config['MAIL_OUTBOX_DIR']}")
     click.echo(f"Engage is at http://{host}:{port}/  (Ctrl+C to stop)")
@@ -152,13 +156,19 @@ def _read_password(from_stdin: bool) -> str:
 @click.option("--name", "display_name", default=None, help="Display name (default: from email).")
 @click.option("--country", default="GB", show_default=True, help="ISO 3166-1 alpha-2 code.")
 @click.option(
-    "--language", default="en", show_default=True,
+    "--language",
+    default="en",
+    show_default=True,
     type=click.Choice([code for code, _ in LANGUAGE_CHOICES]),
 )
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def users_create(
-    role: str, email: str, display_name: str | None, country: str, language: str,
+    role: str,
+    email: str,
+    display_name: str | None,
+    country: str,
+    language: str,
     password_stdin: bool,
 ) -> None:
     """Create a verified account (the password is prompted for, never an argument)."""
@@ -168,14 +178,21 @@ def users_create(
 
     country = country.upper()
     if country not in country_names() or country == "INT":
-        raise click.BadParameter(f"{country!r} is not an ISO 3166-1 alpha-2 code.", param_hint="--country")
+        raise click.BadParameter(
+            f"{country!r} is not an ISO 3166-1 alpha-2 code.", param_hint="--country"
+        )
     password = _read_password(password_stdin)
     session = get_session()
     try:
         user = services.create_user_by_cli(
-            session, email=email, password=password, role=Role(role),
-            display_name=(display_name or email.split("@")[0])[:80], country=country,
-            language=language, now=utcnow(),
+            session,
+            email=email,
+            password=password,
+            role=Role(role),
+            display_name=(display_name or email.split("@")[0])[:80],
+            country=country,
+            language=language,
+            now=utcnow(),
         )
     except services.AccountError as exc:
         raise click.ClickException(str(exc)) from None
@@ -229,7 +246,9 @@ def scheduler_run() -> None:
     problem = unapplied_migrations_message(app)
     if problem:
         raise click.ClickException(problem)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with single_scheduler_lock(app):
         scheduler = build_scheduler(app, background=False)
         click.echo(f"Scheduler started with {len(app.extensions['engage.jobs'])} job(s).")
@@ -249,6 +268,8 @@ def scheduler_run_job(job_id: str) -> None:
     try:
         job = current_app.extensions["engage.jobs"][job_id]
     except KeyError:
-        raise click.ClickException(f"No job named {job_id!r}; see `engage scheduler list`.") from None
+        raise click.ClickException(
+            f"No job named {job_id!r}; see `engage scheduler list`."
+        ) from None
     summary = run_job(current_app._get_current_object(), job)  # type: ignore[attr-defined]
     click.echo(summary or "done")

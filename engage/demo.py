@@ -58,14 +58,22 @@ def seed_demo(app: Flask) -> list[str]:
     lines: list[str] = []
     session = Database.new_session(app)
     try:
-        registries = {details.code: ensure_registry(session, details, now) for details in REGISTRIES}
+        registries = {
+            details.code: ensure_registry(session, details, now) for details in REGISTRIES
+        }
         for role, email, name, country in DEMO_ACCOUNTS:
             user = session.scalar(sa.select(User).where(User.email == email))
             if user is None:
                 password = f"demo-{secrets.token_urlsafe(9)}"
                 user = account_services.create_user_by_cli(
-                    session, email=email, password=password, role=role, display_name=name,
-                    country=country, language="en", now=now,
+                    session,
+                    email=email,
+                    password=password,
+                    role=role,
+                    display_name=name,
+                    country=country,
+                    language="en",
+                    now=now,
                 )
                 if role == Role.CLINICIAN:
                     user.profession, user.institution = "Neurologist", "Rigshospitalet"
@@ -76,7 +84,9 @@ def seed_demo(app: Flask) -> list[str]:
                     user.custodian_registry_id = registries["SMSREG"].id
                     user.custodian_status = CustodianStatus.APPROVED
                 known[email] = password
-            lines.append(f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}")
+            lines.append(
+                f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}"
+            )
         session.commit()
     finally:
         session.close()

@@ -175,7 +175,8 @@ class SendGridBackend:
             status = getattr(exc, "status_code", None)
             transient = status == 429 or (status is not None and status >= 500)
             raise MailError(
-                f"SendGrid answered {status}: {_error_reason(exc)}", status=status,
+                f"SendGrid answered {status}: {_error_reason(exc)}",
+                status=status,
                 transient=transient,
             ) from exc
         # Refused connection, DNS failure, timeout; or a garbled or cut-off answer

@@ -52,7 +52,12 @@ class JobRegistry:
         self._jobs: dict[str, Job] = {}
 
     def register(
-        self, job_id: str, func: JobFunction, trigger: str, description: str = "", **trigger_args: Any
+        self,
+        job_id: str,
+        func: JobFunction,
+        trigger: str,
+        description: str = "",
+        **trigger_args: Any,
     ) -> None:
         """Register ``func`` under ``job_id`` with an APScheduler trigger (e.g. interval)."""
         if job_id in self._jobs:
@@ -109,8 +114,12 @@ def build_scheduler(app: Flask, *, background: bool) -> Any:
     )
     for job in app.extensions["engage.jobs"]:
         scheduler.add_job(
-            _safe_runner(app, job), job.trigger, id=job.id, name=job.description or job.id,
-            replace_existing=True, **job.trigger_args,
+            _safe_runner(app, job),
+            job.trigger,
+            id=job.id,
+            name=job.description or job.id,
+            replace_existing=True,
+            **job.trigger_args,
         )
     return scheduler
 

@@ -68,7 +68,7 @@ def _user_or_404(user_id: int) -> User:
     return user
 
 
-def _render_user(user: User, status: int = 200, **forms: object):
+def _render_user(user: User, status: int = 200, error: str | None = None, **forms: object):
     session = get_session()
     registry_choices = registry_queries.registry_choices(session)
     verify_form = forms.get("verify_form") or ClinicianVerificationForm(
@@ -91,9 +91,15 @@ def _render_user(user: User, status: int = 200, **forms: object):
     enrolments = registry_queries.enrolled_registries(session, user.id)
     return (
         render_template(
-            "staff/user_detail.html", user=user, verify_form=verify_form,
-            custodian_form=custodian_form, role_form=role_form, active_form=active_form,
-            history=history, enrolments=enrolments,
+            "staff/user_detail.html",
+            user=user,
+            verify_form=verify_form,
+            custodian_form=custodian_form,
+            role_form=role_form,
+            active_form=active_form,
+            history=history,
+            enrolments=enrolments,
+            error=error,
         ),
         status,
     )
@@ -121,7 +127,7 @@ def verify_clinician(user_id: int):
         )
     except account_services.AccountError as exc:
         form.verified.errors.append(str(exc))
-        return _render_user(user, 400, verify_form=form)
+        return _render_user(user, 400, error=str(exc), verify_form=form)
     session.commit()
     flash(f"Saved: {user.display_name}'s professional claim.", "success")
     return redirect(url_for("staff.user_detail", user_id=user.id))
@@ -139,12 +145,17 @@ def decide_custodian(user_id: int):
         return _render_user(user, 400, custodian_form=form)
     try:
         account_services.decide_custodian_request(
-            session, _actor(), user, approve=form.decision.data == "approve",
-            registry_id=form.registry.data or None, reason=form.reason.data, now=utcnow(),
+            session,
+            _actor(),
+            user,
+            approve=form.decision.data == "approve",
+            registry_id=form.registry.data or None,
+            reason=form.reason.data,
+            now=utcnow(),
         )
     except account_services.AccountError as exc:
         form.decision.errors.append(str(exc))
-        return _render_user(user, 400, custodian_form=form)
+        return _render_user(user, 400, error=str(exc), custodian_form=form)
     session.commit()
     emails.send_custodian_decision(user, reason=form.reason.data or None)
     flash(f"Saved: the custodian request of {user.display_name}.", "success")
@@ -164,7 +175,7 @@ def change_role(user_id: int):
         account_services.change_role(session, _actor(), user, Role(form.role.data), utcnow())
     except account_services.AccountError as exc:
         form.role.errors.append(str(exc))
-        return _render_user(user, 400, role_form=form)
+        return _render_user(user, 400, error=str(exc), role_form=form)
     session.commit()
     flash(f"Saved: {user.display_name} is now {user.role.label.lower()}.", "success")
     return redirect(url_for("staff.user_detail", user_id=user.id))
@@ -183,7 +194,7 @@ def set_active(user_id: int):
         account_services.set_active(session, _actor(), user, form.active.data == "yes", utcnow())
     except account_services.AccountError as exc:
         form.active.errors.append(str(exc))
-        return _render_user(user, 400, active_form=form)
+        return _render_user(user, 400, error=str(exc), active_form=form)
     session.commit()
     flash(f"Saved: {user.display_name}'s account status.", "success")
     return redirect(url_for("staff.user_detail", user_id=user.id))
@@ -200,7 +211,9 @@ def registries():
 
 def _details(form: RegistryForm) -> registry_services.RegistryDetails:
     return registry_services.RegistryDetails(
-        code=form.code.data, name=form.name.data, country=form.country.data,
+        code=form.code.data,
+        name=form.name.data,
+        country=form.country.data,
         is_active=bool(form.is_active.data),
     )
 
@@ -213,7 +226,9 @@ def new_registry():
     form = RegistryForm()
     if form.validate_on_submit():
         try:
-            registry = registry_services.create_registry(session, _actor(), _details(form), utcnow())
+            registry = registry_services.create_registry(
+                session, _actor(), _details(form), utcnow()
+            )
         except registry_services.RegistryError as exc:
             form.code.errors.append(str(exc))
         else:
@@ -237,9 +252,7 @@ def edit_registry(registry_id: int):
     form = RegistryForm(obj=registry)
     if form.validate_on_submit():
         try:
-            registry_services.update_registry(
-                session, _actor(), registry, _details(form), utcnow()
-            )
+            registry_services.update_registry(session, _actor(), registry, _details(form), utcnow())
         except registry_services.RegistryError as exc:
             form.code.errors.append(str(exc))
         else:
@@ -271,9 +284,11 @@ def audit_log():
     events = events[:AUDIT_PAGE_SIZE]
     ids = {e.actor_id for e in events} | {e.subject_user_id for e in events}
     ids.discard(None)
-    names = dict(
-        session.execute(sa.select(User.id, User.email).where(User.id.in_(ids))).tuples().all()
-    ) if ids else {}
+    names = (
+        dict(session.execute(sa.select(User.id, User.email).where(User.id.in_(ids))).all())
+        if ids
+        else {}
+    )
     return render_template(
         "staff/audit.html", events=events, names=names, page=page, has_next=has_next
     )

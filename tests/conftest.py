@@ -31,7 +31,7 @@ from engage.migrate import alembic_config
 from engage.registries.models import Registry
 from engage.timeutil import utcnow
 
-pytest_plugins = ["tests.fixtures_mail"]
+pytest_plugins = ["tests.fixtures_mail", "tests.fixtures_browser"]
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 PASSWORD = "correct horse battery"
@@ -87,9 +87,7 @@ def _empty_all_tables(app: Flask) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.execute(
-                sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-            )
+            connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:
                 connection.execute(sa.text(f"DELETE FROM {table}"))
@@ -177,7 +175,10 @@ class Mailbox:
             html = parsed.get_body(preferencelist=("html",)).get_content()
             found.append(
                 SentMail(
-                    to=parsed["To"], subject=parsed["Subject"], text=text, html=html,
+                    to=parsed["To"],
+                    subject=parsed["Subject"],
+                    text=text,
+                    html=html,
                     headers={k: str(v) for k, v in parsed.items()},
                 )
             )
@@ -206,14 +207,21 @@ def make_registry(app: Flask):
     """Create a registry row: ``make_registry(code="SMSREG")``."""
     counter = iter(range(1, 10_000))
 
-    def make(code: str | None = None, name: str | None = None, country: str = "SE",
-             is_active: bool = True) -> Registry:
+    def make(
+        code: str | None = None,
+        name: str | None = None,
+        country: str = "SE",
+        is_active: bool = True,
+    ) -> Registry:
         n = next(counter)
         with app.app_context():
             db_session = Database.new_session(app)
             registry = Registry(
-                code=code or f"REG{n}", name=name or f"Registry {n}", country=country,
-                is_active=is_active, created_at=utcnow(),
+                code=code or f"REG{n}",
+                name=name or f"Registry {n}",
+                country=country,
+                is_active=is_active,
+                created_at=utcnow(),
             )
             db_session.add(registry)
             db_session.commit()
@@ -241,12 +249,19 @@ def make_user(app: Flask, make_registry: Any):
         display_name: str | None = None,
     ) -> User:
         n = next(counter)
+        if role == Role.CUSTODIAN and registry is None:
+            registry = make_registry()
         with app.app_context():
             db_session = Database.new_session(app)
             user = account_services.create_user_by_cli(
-                db_session, email=email or f"{role.value}{n}@example.org", password=password,
-                role=role, display_name=display_name or f"{role.value.title()} {n}",
-                country="SE", language="en", now=utcnow(),
+                db_session,
+                email=email or f"{role.value}{n}@example.org",
+                password=password,
+                role=role,
+                display_name=display_name or f"{role.value.title()} {n}",
+                country="SE",
+                language="en",
+                now=utcnow(),
             )
             if not email_verified:
                 user.email_verified_at = None
@@ -256,7 +271,6 @@ def make_user(app: Flask, make_registry: Any):
             if role == Role.ORGANISATION:
                 user.organisation_name = "MS Society"
             if role == Role.CUSTODIAN:
-                registry = registry or make_registry()
                 user.custodian_registry_id = registry.id
                 user.custodian_status = custodian_status or CustodianStatus.APPROVED
             user.is_active = is_active
@@ -288,9 +302,7 @@ def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None,
 
 def sign_in(client: FlaskClient, user: User, password: str = PASSWORD, **extra: Any):
     """Sign ``user`` in through the sign-in form; fails the test if it doesn't work."""
-    response = post_form(
-        client, "/sign-in", {"email": user.email, "password": password, **extra}
-    )
+    response = post_form(client, "/sign-in", {"email": user.email, "password": password, **extra})
     assert response.status_code == 302, response.get_data(as_text=True)
     return response
 

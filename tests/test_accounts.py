@@ -45,7 +45,9 @@ def test_sign_up_verify_and_sign_in_in_each_self_service_role(
     client, session, mailbox, role, extra
 ):
     email = f"Sam.{role}@Example.org"
-    response = post_form(client, "/sign-up", {**SIGN_UP_BASE, "role": role, "email": email, **extra})
+    response = post_form(
+        client, "/sign-up", {**SIGN_UP_BASE, "role": role, "email": email, **extra}
+    )
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/sign-up/check-email")
 
@@ -90,7 +92,8 @@ def test_custodian_sign_up_is_a_request_without_rights_until_approved(
     registry = make_registry(code="DMSR", name="Danish MS Registry")
     other = make_registry(code="OFSEP", name="OFSEP")
     response = post_form(
-        client, "/sign-up",
+        client,
+        "/sign-up",
         {**SIGN_UP_BASE, "role": "custodian", "email": "cus@example.org", "registry": registry.id},
     )
     assert response.status_code == 302
@@ -112,7 +115,8 @@ def test_custodian_sign_up_is_a_request_without_rights_until_approved(
 def test_custodian_must_choose_an_existing_registry(client, session, make_registry):
     make_registry()
     response = post_form(
-        client, "/sign-up",
+        client,
+        "/sign-up",
         {**SIGN_UP_BASE, "role": "custodian", "email": "cus@example.org", "registry": 99999},
     )
     assert response.status_code == 400
@@ -125,8 +129,15 @@ def test_sign_up_with_an_existing_email_answers_like_success_and_tells_the_owner
 ):
     owner = make_user(Role.PARTICIPANT, email="owner@example.org")
     response = post_form(
-        client, "/sign-up", {**SIGN_UP_BASE, "role": "clinician", "email": "OWNER@example.org",
-                             "profession": "x", "institution": "y"},
+        client,
+        "/sign-up",
+        {
+            **SIGN_UP_BASE,
+            "role": "clinician",
+            "email": "OWNER@example.org",
+            "profession": "x",
+            "institution": "y",
+        },
     )
     assert response.status_code == 302
     assert response.headers["Location"].endswith("/sign-up/check-email")
@@ -148,9 +159,15 @@ def test_sign_up_with_an_existing_email_answers_like_success_and_tells_the_owner
 )
 def test_weak_passwords_are_refused_with_the_reason(client, session, password, reason):
     response = post_form(
-        client, "/sign-up",
-        {**SIGN_UP_BASE, "role": "participant", "email": "weak.user@example.org",
-         "password": password, "password_confirm": password},
+        client,
+        "/sign-up",
+        {
+            **SIGN_UP_BASE,
+            "role": "participant",
+            "email": "weak.user@example.org",
+            "password": password,
+            "password_confirm": password,
+        },
     )
     assert response.status_code == 400
     assert reason in response.get_data(as_text=True)
@@ -164,7 +181,7 @@ def test_sign_in_failures_say_only_that_email_or_password_is_wrong(client, sessi
     for response in (unknown, wrong):
         assert response.status_code == 400
         assert "The email address or password is wrong." in response.get_data(as_text=True)
-    assert _actions(session) .count("sign_in_failed") == 2
+    assert _actions(session).count("sign_in_failed") == 2
 
 
 def test_deactivated_account_cannot_sign_in(client, make_user):
@@ -234,8 +251,11 @@ def test_password_reset_link_works_once(client, session, mailbox, make_user):
     assert response.status_code == 302
     assert mailbox.last_to(user.email).subject == "Your Engage password was changed"
     # Second use of the same link is refused.
-    response = post_form(client, path, {"password": "yet another passphrase",
-                                        "password_confirm": "yet another passphrase"})
+    response = post_form(
+        client,
+        path,
+        {"password": "yet another passphrase", "password_confirm": "yet another passphrase"},
+    )
     assert response.status_code == 400
     assert "already been used" in response.get_data(as_text=True)
     sign_in(client, user, password=new)
@@ -260,7 +280,8 @@ def test_change_password_ends_other_sessions(app, client, session, make_user, ma
     sign_in(other_device, user)
     new = "a brand new passphrase"
     response = post_form(
-        client, "/account/password",
+        client,
+        "/account/password",
         {"current_password": PASSWORD, "password": new, "password_confirm": new},
     )
     assert response.status_code == 302
@@ -274,9 +295,13 @@ def test_change_password_with_wrong_current_password(client, make_user):
     user = make_user(Role.PARTICIPANT)
     sign_in(client, user)
     response = post_form(
-        client, "/account/password",
-        {"current_password": "wrong wrong wrong", "password": "a brand new passphrase",
-         "password_confirm": "a brand new passphrase"},
+        client,
+        "/account/password",
+        {
+            "current_password": "wrong wrong wrong",
+            "password": "a brand new passphrase",
+            "password_confirm": "a brand new passphrase",
+        },
     )
     assert response.status_code == 400
     assert "Your current password is not right." in response.get_data(as_text=True)
@@ -286,9 +311,15 @@ def test_edit_profile_and_clinician_claim_needs_rechecking(client, session, make
     user = make_user(Role.CLINICIAN, clinician_verified=True)
     sign_in(client, user)
     response = post_form(
-        client, "/account",
-        {"display_name": "Dr New", "country": "DK", "language": "da",
-         "profession": "Neurologist", "institution": "Another hospital"},
+        client,
+        "/account",
+        {
+            "display_name": "Dr New",
+            "country": "DK",
+            "language": "da",
+            "profession": "Neurologist",
+            "institution": "Another hospital",
+        },
     )
     assert response.status_code == 302
     saved = _user(session, user.email)

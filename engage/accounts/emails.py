@@ -21,16 +21,23 @@ def send_verification(user: User) -> None:
     token = make_token("verify-email", verification_payload(user))
     hours = current_app.config["EMAIL_VERIFICATION_MAX_AGE"] // 3600
     mail.send_template(
-        "verify_email", to=user.email, subject="Confirm your email address for Engage",
-        user=user, link=_external("auth.verify_email", token=token), hours=hours,
+        "verify_email",
+        to=user.email,
+        subject="Confirm your email address for Engage",
+        user=user,
+        link=_external("auth.verify_email", token=token),
+        hours=hours,
     )
 
 
 def send_existing_account_notice(user: User) -> None:
     """Tell the owner of an address that someone tried to sign up with it again."""
     mail.send_template(
-        "existing_account", to=user.email, subject="Someone tried to join Engage with your address",
-        user=user, sign_in_link=_external("auth.sign_in"),
+        "existing_account",
+        to=user.email,
+        subject="Someone tried to join Engage with your address",
+        user=user,
+        sign_in_link=_external("auth.sign_in"),
         reset_link=_external("auth.request_reset"),
     )
 
@@ -40,22 +47,32 @@ def send_password_reset(user: User) -> None:
     token = make_token("reset-password", reset_payload(user))
     minutes = current_app.config["PASSWORD_RESET_MAX_AGE"] // 60
     mail.send_template(
-        "reset_password", to=user.email, subject="Reset your Engage password",
-        user=user, link=_external("auth.reset_password", token=token), minutes=minutes,
+        "reset_password",
+        to=user.email,
+        subject="Reset your Engage password",
+        user=user,
+        link=_external("auth.reset_password", token=token),
+        minutes=minutes,
     )
 
 
 def send_password_changed(user: User) -> None:
     """Tell ``user`` their password changed (so they notice if it wasn't them)."""
     mail.send_template(
-        "password_changed", to=user.email, subject="Your Engage password was changed",
-        user=user, reset_link=_external("auth.request_reset"),
+        "password_changed",
+        to=user.email,
+        subject="Your Engage password was changed",
+        user=user,
+        reset_link=_external("auth.request_reset"),
     )
 
 
 def send_custodian_decision(user: User, reason: str | None = None) -> None:
     """Tell a custodian whether staff approved their request (and why not, if declined)."""
     mail.send_template(
-        "custodian_decision", to=user.email, subject="Your data custodian request", user=user,
+        "custodian_decision",
+        to=user.email,
+        subject="Your data custodian request",
+        user=user,
         reason=reason,
     )

@@ -103,9 +103,7 @@ class User(Base):
 
     custodian_registry: Mapped[Registry | None] = relationship(lazy="joined")
 
-    __table_args__ = (
-        sa.Index("ix_users_role_created_at", "role", "created_at"),
-    )
+    __table_args__ = (sa.Index("ix_users_role_created_at", "role", "created_at"),)
 
     # Flask-Login interface -------------------------------------------------------------
     @property

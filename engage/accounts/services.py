@@ -128,7 +128,11 @@ def sign_up(session: Session, details: SignUpDetails, now: datetime) -> SignUpOu
     session.add(user)
     session.flush()
     audit.record(
-        session, AuditAction.SIGN_UP, now=now, actor_id=user.id, subject_user_id=user.id,
+        session,
+        AuditAction.SIGN_UP,
+        now=now,
+        actor_id=user.id,
+        subject_user_id=user.id,
         role=user.role.value,
     )
     return SignUpOutcome(user=user, created=True)
@@ -163,7 +167,9 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
     ok = verify_password(user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
         audit.record(
-            session, AuditAction.SIGN_IN_FAILED, now=now,
+            session,
+            AuditAction.SIGN_IN_FAILED,
+            now=now,
             subject_user_id=user.id if user else None,
             reason="inactive" if (user and ok) else "bad_credentials",
         )
@@ -209,9 +215,7 @@ def request_password_reset(session: Session, email: str, now: datetime) -> User 
     user = find_user_by_email(session, email)
     if user is None or not user.is_active:
         return None
-    audit.record(
-        session, AuditAction.PASSWORD_RESET_REQUESTED, now=now, subject_user_id=user.id
-    )
+    audit.record(session, AuditAction.PASSWORD_RESET_REQUESTED, now=now, subject_user_id=user.id)
     return user
 
 
@@ -258,7 +262,8 @@ def update_profile(session: Session, user: User, details: ProfileDetails, now: d
     user.language = details.language
     if user.role == Role.CLINICIAN:
         changed_claim = (user.profession, user.institution) != (
-            details.profession, details.institution
+            details.profession,
+            details.institution,
         )
         user.profession = (details.profession or "").strip() or None
         user.institution = (details.institution or "").strip() or None
@@ -266,8 +271,12 @@ def update_profile(session: Session, user: User, details: ProfileDetails, now: d
             # A changed professional claim must be checked again.
             user.clinician_verified_at = None
             audit.record(
-                session, AuditAction.CLINICIAN_UNVERIFIED, now=now, actor_id=user.id,
-                subject_user_id=user.id, reason="professional details changed",
+                session,
+                AuditAction.CLINICIAN_UNVERIFIED,
+                now=now,
+                actor_id=user.id,
+                subject_user_id=user.id,
+                reason="professional details changed",
             )
     if user.role == Role.ORGANISATION:
         user.organisation_name = (details.organisation_name or "").strip() or None
@@ -285,9 +294,7 @@ def enrolled_registry_ids(session: Session, user: User) -> set[int]:
     )
 
 
-def set_enrolments(
-    session: Session, user: User, registry_ids: set[int], now: datetime
-) -> None:
+def set_enrolments(session: Session, user: User, registry_ids: set[int], now: datetime) -> None:
     """Record exactly ``registry_ids`` as the participant's registries."""
     if user.role != Role.PARTICIPANT:
         raise NotAllowed("Only people with MS record registry enrolments.")
@@ -352,16 +359,24 @@ def decide_custodian_request(
         user.custodian_registry_id = registry.id
         user.custodian_status = CustodianStatus.APPROVED
         audit.record(
-            session, AuditAction.CUSTODIAN_APPROVED, now=now, actor_id=actor.id,
-            subject_user_id=user.id, target=f"registry:{registry.id}",
+            session,
+            AuditAction.CUSTODIAN_APPROVED,
+            now=now,
+            actor_id=actor.id,
+            subject_user_id=user.id,
+            target=f"registry:{registry.id}",
         )
     else:
         if not reason or not reason.strip():
             raise InvalidDecision("Give a reason when declining a request.")
         user.custodian_status = CustodianStatus.DECLINED
         audit.record(
-            session, AuditAction.CUSTODIAN_DECLINED, now=now, actor_id=actor.id,
-            subject_user_id=user.id, reason=reason.strip()[:500],
+            session,
+            AuditAction.CUSTODIAN_DECLINED,
+            now=now,
+            actor_id=actor.id,
+            subject_user_id=user.id,
+            reason=reason.strip()[:500],
         )
 
 
@@ -381,8 +396,13 @@ def change_role(session: Session, actor: User, user: User, role: Role, now: date
         user.custodian_status = None
         user.custodian_registry_id = None
     audit.record(
-        session, AuditAction.ROLE_CHANGED, now=now, actor_id=actor.id, subject_user_id=user.id,
-        old=old.value, new=role.value,
+        session,
+        AuditAction.ROLE_CHANGED,
+        now=now,
+        actor_id=actor.id,
+        subject_user_id=user.id,
+        old=old.value,
+        new=role.value,
     )
 
 
@@ -418,13 +438,22 @@ def create_user_by_cli(
     if problem:
         raise WeakPassword(problem)
     user = User(
-        email=email, display_name=display_name, password_hash=hash_password(password),
-        role=role, country=country, language=language, created_at=now, email_verified_at=now,
+        email=email,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        role=role,
+        country=country,
+        language=language,
+        created_at=now,
+        email_verified_at=now,
     )
     session.add(user)
     session.flush()
     audit.record(
-        session, AuditAction.ACCOUNT_CREATED_BY_CLI, now=now, subject_user_id=user.id,
+        session,
+        AuditAction.ACCOUNT_CREATED_BY_CLI,
+        now=now,
+        subject_user_id=user.id,
         role=role.value,
     )
     return user
@@ -458,9 +487,11 @@ def search_users(
     """Find accounts by name or email fragment, role, or pending staff decisions."""
     query = sa.select(User)
     if text:
-        pattern = "%" + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace(
-            "_", "\\_"
-        ) + "%"
+        pattern = (
+            "%"
+            + text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            + "%"
+        )
         query = query.where(
             sa.or_(
                 User.email.like(pattern, escape="\\"),

@@ -26,8 +26,8 @@ from engage.accounts.forms import (
 )
 from engage.accounts.models import Role, User
 from engage.db import get_session
-from engage.forms import choices
 from engage.extensions import limiter, rate_limit
+from engage.forms import choices
 from engage.registries import queries as registry_queries
 from engage.security import (
     TokenInvalid,
@@ -105,7 +105,9 @@ def verify_email(token: str):
     """Confirm an address from an emailed link."""
     session = get_session()
     try:
-        payload = read_token("verify-email", token, current_app.config["EMAIL_VERIFICATION_MAX_AGE"])
+        payload = read_token(
+            "verify-email", token, current_app.config["EMAIL_VERIFICATION_MAX_AGE"]
+        )
         user = services.verify_email(session, payload, utcnow())
     except (TokenInvalid, services.InvalidLink) as exc:
         return render_template("auth/link_invalid.html", message=str(exc)), 400

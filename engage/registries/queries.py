@@ -12,7 +12,9 @@ from engage.registries.models import Registry
 def active_registries(session: Session) -> list[Registry]:
     """The network's active registries, by name."""
     return list(
-        session.scalars(sa.select(Registry).where(Registry.is_active.is_(True)).order_by(Registry.name))
+        session.scalars(
+            sa.select(Registry).where(Registry.is_active.is_(True)).order_by(Registry.name)
+        )
     )
 
 

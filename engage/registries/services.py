@@ -54,14 +54,21 @@ def create_registry(
     """Add a registry to the network."""
     _check(session, actor, details, None)
     registry = Registry(
-        code=details.code.strip().upper(), name=details.name.strip(), country=details.country,
-        is_active=details.is_active, created_at=now,
+        code=details.code.strip().upper(),
+        name=details.name.strip(),
+        country=details.country,
+        is_active=details.is_active,
+        created_at=now,
     )
     session.add(registry)
     session.flush()
     audit.record(
-        session, AuditAction.REGISTRY_CREATED, now=now, actor_id=actor.id,
-        target=f"registry:{registry.id}", code=registry.code,
+        session,
+        AuditAction.REGISTRY_CREATED,
+        now=now,
+        actor_id=actor.id,
+        target=f"registry:{registry.id}",
+        code=registry.code,
     )
     return registry
 
@@ -76,8 +83,13 @@ def update_registry(
     registry.country = details.country
     registry.is_active = details.is_active
     audit.record(
-        session, AuditAction.REGISTRY_UPDATED, now=now, actor_id=actor.id,
-        target=f"registry:{registry.id}", code=registry.code, is_active=registry.is_active,
+        session,
+        AuditAction.REGISTRY_UPDATED,
+        now=now,
+        actor_id=actor.id,
+        target=f"registry:{registry.id}",
+        code=registry.code,
+        is_active=registry.is_active,
     )
 
 

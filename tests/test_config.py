@@ -1,0 +1,86 @@
+"""Configuration is read from the environment; production refuses unsafe settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import DEFAULT_SECRET_KEY, ConfigurationError, ProductionConfig, load_config
+from engage.app import create_app
+
+PG_URL = "postgresql+psycopg://engage@db.internal/engage"
+GOOD_SECRET = "x" * 64
+
+
+@pytest.fixture
+def production_env(monkeypatch):
+    monkeypatch.setenv("ENGAGE_CONFIG", "production")
+    monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
+    monkeypatch.setenv("DATABASE_URL", PG_URL)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
+    return monkeypatch
+
+
+def test_production_accepts_a_real_secret_and_postgresql(production_env):
+    config = load_config()
+    config.validate()
+    assert isinstance(config, ProductionConfig)
+    assert config.SESSION_COOKIE_SECURE and config.MAIL_BACKEND == "sendgrid"
+
+
+@pytest.mark.parametrize("secret", [None, "", DEFAULT_SECRET_KEY, "short"])
+def test_production_refuses_a_missing_or_default_secret(production_env, secret):
+    if secret is None:
+        production_env.delenv("SECRET_KEY")
+    else:
+        production_env.setenv("SECRET_KEY", secret)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY"):
+        create_app()
+
+
+@pytest.mark.parametrize("url", [None, "sqlite:///engage.sqlite"])
+def test_production_refuses_sqlite(production_env, url):
+    if url is None:
+        production_env.delenv("DATABASE_URL")
+    else:
+        production_env.setenv("DATABASE_URL", url)
+    with pytest.raises(ConfigurationError, match="PostgreSQL"):
+        create_app()
+
+
+def test_unknown_environment_name_is_refused(monkeypatch):
+    monkeypatch.setenv("ENGAGE_CONFIG", "staging")
+    with pytest.raises(ConfigurationError, match="ENGAGE_CONFIG"):
+        load_config()
+
+
+def test_sendgrid_backend_needs_a_key(monkeypatch):
+    monkeypatch.setenv("MAIL_BACKEND", "sendgrid")
+    monkeypatch.delenv("SENDGRID_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="SENDGRID_API_KEY"):
+        load_config("development").validate()
+
+
+def test_environment_variables_are_read(monkeypatch, tmp_path):
+    monkeypatch.setenv("MAIL_BACKEND", "console")
+    monkeypatch.setenv("MAIL_FROM", "Network <hello@network.example>")
+    monkeypatch.setenv("BASE_URL", "https://engage.network.example")
+    monkeypatch.setenv("RATELIMIT_ENABLED", "false")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite'}")
+    app = create_app({"ENGAGE_CONFIG": "development"})
+    assert app.config["MAIL_BACKEND"] == "console"
+    assert app.config["MAIL_FROM"] == "Network <hello@network.example>"
+    assert app.config["BASE_URL"] == "https://engage.network.example"
+    assert app.config["RATELIMIT_ENABLED"] is False
+    assert app.config["DATABASE_URL"].endswith("x.sqlite")
+
+
+def test_production_cli_gives_a_clear_message_not_a_traceback(monkeypatch):
+    from click.testing import CliRunner
+
+    from engage.cli import cli
+
+    monkeypatch.setenv("ENGAGE_CONFIG", "production")
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["db", "current"])
+    assert result.exit_code != 0
+    assert "SECRET_KEY is missing" in result.output

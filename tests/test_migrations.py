@@ -1,0 +1,70 @@
+"""The schema comes from Alembic, the same on every database, and matches the models."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import engage.models  # noqa: F401
+from engage.app import create_app
+from engage.db import Base, Database
+from engage.migrate import alembic_config, unapplied_migrations_message
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_app(request, make_database_url):
+    """An app on a brand-new, never-migrated database of each backend."""
+    app = create_app({"ENGAGE_CONFIG": "testing", "DATABASE_URL": make_database_url(request.param)})
+    yield app
+    Database.engine(app).dispose()
+
+
+def _differences(app) -> list:
+    with Database.engine(app).connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def test_migrated_schema_equals_the_models(empty_app):
+    command.upgrade(alembic_config(empty_app), "head")
+    assert _differences(empty_app) == []
+
+
+def test_downgrade_to_base_and_upgrade_again(empty_app):
+    config = alembic_config(empty_app)
+    command.upgrade(config, "head")
+    command.downgrade(config, "base")
+    with Database.engine(empty_app).connect() as connection:
+        tables = set(Database.engine(empty_app).dialect.get_table_names(connection))
+    assert tables <= {"alembic_version"}
+    command.upgrade(config, "head")
+    assert _differences(empty_app) == []
+
+
+def test_unmigrated_database_gets_a_clear_message(empty_app):
+    message = unapplied_migrations_message(empty_app)
+    assert message is not None and "engage db upgrade" in message
+    command.upgrade(alembic_config(empty_app), "head")
+    assert unapplied_migrations_message(empty_app) is None
+
+
+def test_engage_run_refuses_an_unmigrated_database(empty_app):
+    result = empty_app.test_cli_runner().invoke(args=["run", "--port", "5999"])
+    assert result.exit_code != 0
+    assert "has not been set up yet" in result.output
+    assert "engage db upgrade" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_db_commands_report_the_revision(empty_app):
+    runner = empty_app.test_cli_runner()
+    before = runner.invoke(args=["db", "current"])
+    assert "(not migrated)" in before.output and "behind" in before.output
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    after = runner.invoke(args=["db", "current"])
+    assert "up to date" in after.output
+    assert runner.invoke(args=["db", "downgrade", "base"]).exit_code == 0
+    assert "(not migrated)" in runner.invoke(args=["db", "current"]).output

@@ -68,3 +68,25 @@ def test_db_commands_report_the_revision(empty_app):
     assert "up to date" in after.output
     assert runner.invoke(args=["db", "downgrade", "base"]).exit_code == 0
     assert "(not migrated)" in runner.invoke(args=["db", "current"]).output
+
+
+def test_wsgi_entry_point_refuses_an_unmigrated_database(tmp_path):
+    import subprocess
+    import sys
+
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ENGAGE_CONFIG": "development",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite'}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import engage.wsgi"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Engage cannot start: The database has not been set up yet." in result.stderr
+    assert "engage db upgrade" in result.stderr and "Traceback" not in result.stderr

@@ -145,15 +145,19 @@ def verification_payload(user: User) -> dict[str, object]:
 
 
 def verify_email(session: Session, payload: dict[str, object], now: datetime) -> User:
-    """Confirm the address in a verification link (a second use changes nothing)."""
-    user = session.get(User, payload.get("uid")) if isinstance(payload.get("uid"), int) else None
+    """Confirm the address in a verification link; the link works once."""
+    uid = payload.get("uid")
+    user = session.get(User, uid) if isinstance(uid, int) else None
     if user is None or payload.get("email") != fingerprint(user.email):
         raise InvalidLink("This link is not valid.")
-    if user.email_verified_at is None:
-        user.email_verified_at = now
-        audit.record(
-            session, AuditAction.EMAIL_VERIFIED, now=now, actor_id=user.id, subject_user_id=user.id
+    if user.email_verified_at is not None:
+        raise InvalidLink(
+            "This link has already been used: your email address is confirmed, so you can sign in."
         )
+    user.email_verified_at = now
+    audit.record(
+        session, AuditAction.EMAIL_VERIFIED, now=now, actor_id=user.id, subject_user_id=user.id
+    )
     return user
 
 

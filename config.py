@@ -69,6 +69,12 @@ class Config:
         self.PASSWORD_HASH_MEMORY_COST = 64 * 1024  # KiB
         self.PASSWORD_HASH_PARALLELISM = 4
 
+        # Topics: pending topics per author, reports that hide an item, comment edit window.
+        self.TOPICS_MAX_PENDING = _env_int("TOPICS_MAX_PENDING", 3)
+        self.TOPICS_REPORT_HIDE_THRESHOLD = _env_int("TOPICS_REPORT_HIDE_THRESHOLD", 3)
+        self.TOPICS_COMMENT_EDIT_MINUTES = _env_int("TOPICS_COMMENT_EDIT_MINUTES", 15)
+        self.TOPICS_CREATE_RATE_LIMIT = "5 per hour;20 per day"
+
         self.SIGN_IN_RATE_LIMIT = "10 per minute;50 per hour"
         self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"
         self.RESET_RATE_LIMIT = "5 per minute;20 per hour"

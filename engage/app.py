@@ -13,6 +13,7 @@ from flask import Flask, render_template, request
 from flask_login import AnonymousUserMixin
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from config import Config, load_config
 from engage import mail
@@ -25,6 +26,17 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """``<int:...>`` in URLs, capped at the largest id an integer column holds.
+
+    A larger number is a 404 instead of an overflow in the database driver (a 500).
+    """
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**31 - 1)  # PostgreSQL's integer; SQLite's is larger
+        super().__init__(url_map, *args, **kwargs)
 
 
 class AnonymousVisitor(AnonymousUserMixin):
@@ -106,6 +118,7 @@ def _register_blueprints(app: Flask) -> None:
     from engage.pages import pages
     from engage.staff_views import staff
 
+    app.url_map.converters["int"] = DatabaseIdConverter
     for blueprint in (pages, auth, account, staff):
         app.register_blueprint(blueprint)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from engage.accounts.models import Role
 from engage.app import create_app
+from engage.db import Database
 from tests.conftest import post_form
 
 
@@ -33,7 +34,10 @@ def test_healthz_answers_503_when_the_database_is_unreachable(tmp_path):
             "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1",
         }
     )
-    response = app.test_client().get("/healthz")
+    try:
+        response = app.test_client().get("/healthz")
+    finally:
+        Database.engine(app).dispose()
     assert response.status_code == 503
     assert response.get_json()["database"] == "unreachable"
 
@@ -77,16 +81,14 @@ def test_rate_limit_answers_429_with_a_friendly_page(database_url, make_user):
     )
     client = limited.test_client()
     user = make_user(Role.PARTICIPANT)
-    statuses = [
-        post_form(
-            client, "/sign-in", {"email": user.email, "password": "wrong password x"}
-        ).status_code
-        for _ in range(12)
-    ]
+    wrong = {"email": user.email, "password": "wrong password x"}
+    try:
+        statuses = [post_form(client, "/sign-in", wrong).status_code for _ in range(12)]
+        page = post_form(client, "/sign-in", wrong).get_data(as_text=True)
+        form_status = client.get("/sign-in").status_code
+    finally:
+        Database.engine(limited).dispose()
     assert statuses == [400] * 10 + [429, 429]
-    page = post_form(client, "/sign-in", {"email": user.email, "password": "x"}).get_data(
-        as_text=True
-    )
     assert "<h1>" in page and "too many times" in page
     # Viewing the form is not limited.
-    assert client.get("/sign-in").status_code == 200
+    assert form_status == 200

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app
 
 from engage import mail
 from engage.accounts.models import User
 from engage.accounts.services import reset_payload, verification_payload
 from engage.security import make_token
-
-
-def _external(endpoint: str, **values: object) -> str:
-    """An absolute link under ``BASE_URL`` (works inside and outside a request)."""
-    path = url_for(endpoint, _external=False, **values)
-    return current_app.config["BASE_URL"].rstrip("/") + path
+from engage.urls import external_url
 
 
 def send_verification(user: User) -> None:
@@ -25,7 +20,7 @@ def send_verification(user: User) -> None:
         to=user.email,
         subject="Confirm your email address for Engage",
         user=user,
-        link=_external("auth.verify_email", token=token),
+        link=external_url("auth.verify_email", token=token),
         hours=hours,
     )
 
@@ -37,8 +32,8 @@ def send_existing_account_notice(user: User) -> None:
         to=user.email,
         subject="Someone tried to join Engage with your address",
         user=user,
-        sign_in_link=_external("auth.sign_in"),
-        reset_link=_external("auth.request_reset"),
+        sign_in_link=external_url("auth.sign_in"),
+        reset_link=external_url("auth.request_reset"),
     )
 
 
@@ -51,7 +46,7 @@ def send_password_reset(user: User) -> None:
         to=user.email,
         subject="Reset your Engage password",
         user=user,
-        link=_external("auth.reset_password", token=token),
+        link=external_url("auth.reset_password", token=token),
         minutes=minutes,
     )
 
@@ -63,7 +58,7 @@ def send_password_changed(user: User) -> None:
         to=user.email,
         subject="Your Engage password was changed",
         user=user,
-        reset_link=_external("auth.request_reset"),
+        reset_link=external_url("auth.request_reset"),
     )
 
 

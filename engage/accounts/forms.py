@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
@@ -26,7 +25,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from engage.accounts.choices import LANGUAGE_CHOICES, country_choices
 from engage.accounts.models import SIGN_UP_ROLE_CHOICES, Role
-from engage.forms import choices, strip
+from engage.forms import Form, choices, strip
 from engage.security import MAX_PASSWORD_LENGTH, password_problem
 
 
@@ -46,7 +45,7 @@ class CountryLanguageMixin:
     )
 
 
-class SignUpForm(CountryLanguageMixin, FlaskForm):
+class SignUpForm(CountryLanguageMixin, Form):
     """Sign up in one of the four self-service roles."""
 
     role = RadioField(
@@ -146,7 +145,7 @@ class SignUpForm(CountryLanguageMixin, FlaskForm):
             raise ValidationError("Data custodians: choose the registry you look after.")
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     """Sign in with email and password."""
 
     email = EmailField(
@@ -167,7 +166,7 @@ class SignInForm(FlaskForm):
     remember = BooleanField("Keep me signed in on this device")
 
 
-class RequestResetForm(FlaskForm):
+class RequestResetForm(Form):
     """Ask for a password-reset link."""
 
     email = EmailField(
@@ -181,7 +180,7 @@ class RequestResetForm(FlaskForm):
     )
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     """Choose a new password (from a reset link)."""
 
     password = PasswordField(
@@ -220,7 +219,7 @@ class ChangePasswordForm(NewPasswordForm):
     )
 
 
-class ProfileForm(CountryLanguageMixin, FlaskForm):
+class ProfileForm(CountryLanguageMixin, Form):
     """Edit one's own profile."""
 
     display_name = StringField(
@@ -275,20 +274,20 @@ class MultiCheckboxField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class EnrolmentForm(FlaskForm):
+class EnrolmentForm(Form):
     """Which registries a participant is enrolled in."""
 
     registries = MultiCheckboxField("Registries you are enrolled in", coerce=int)
 
 
 # Staff forms ---------------------------------------------------------------------------
-class UserSearchForm(FlaskForm):
+class UserSearchForm(Form):
     """Search accounts (GET; no CSRF needed for a read)."""
 
     class Meta:
         csrf = False
 
-    q = StringField("Name or email contains", validators=[Length(max=100)])
+    q = StringField("Name or email contains", filters=[strip], validators=[Length(max=100)])
     role = SelectField(
         "Role",
         choices=choices([("", "Any role"), *((r.value, r.label) for r in Role)]),
@@ -297,7 +296,7 @@ class UserSearchForm(FlaskForm):
     pending = BooleanField("Only accounts waiting for a staff decision")
 
 
-class ClinicianVerificationForm(FlaskForm):
+class ClinicianVerificationForm(Form):
     """Confirm or withdraw a clinician's professional claim."""
 
     verified = SelectField(
@@ -307,7 +306,7 @@ class ClinicianVerificationForm(FlaskForm):
     )
 
 
-class CustodianDecisionForm(FlaskForm):
+class CustodianDecisionForm(Form):
     """Approve a custodian request for a registry, or decline it with a reason."""
 
     decision = RadioField(
@@ -328,7 +327,7 @@ class CustodianDecisionForm(FlaskForm):
             raise ValidationError("Give a reason when declining a request.")
 
 
-class RoleForm(FlaskForm):
+class RoleForm(Form):
     """Change an account's role."""
 
     role = SelectField(
@@ -338,7 +337,7 @@ class RoleForm(FlaskForm):
     )
 
 
-class ActiveForm(FlaskForm):
+class ActiveForm(Form):
     """Activate or deactivate an account."""
 
     active = SelectField(

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
 from engage.accounts.choices import country_choices
-from engage.forms import choices, strip
+from engage.forms import Form, choices, strip
 
 
-class RegistryForm(FlaskForm):
+class RegistryForm(Form):
     """Add or edit a registry."""
 
     name = StringField(

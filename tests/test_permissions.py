@@ -1,0 +1,548 @@
+"""Who may open which page: one explicit access table, checked against every URL rule.
+
+Every endpoint of the app must appear in ``ACCESS`` with the answer each kind of visitor gets,
+so a new page cannot be added without declaring its access rule. Pages are checked with a GET
+and, when they take POST, with a POST of an empty form (a valid CSRF token and nothing else), so
+no allowed POST changes anything. Separate tests post data that *would* change rows and check
+that only the allowed role changes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.routing import Rule
+
+from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
+from engage.audit import AuditEvent
+from engage.registries.models import Registry
+from engage.timeutil import utcnow
+from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
+
+# Outcomes: an HTTP status, or a redirect written as "→ <path>" ("→ sign-in" is checked to
+# carry ?next=<the page asked for>).
+OK, BAD, FORBIDDEN, NOT_FOUND, NOT_ALLOWED = 200, 400, 403, 404, 405
+SIGN_IN = "→ sign-in"
+HOME = "→ /"
+TO_ACCOUNT = "→ /account"
+
+ANONYMOUS = "anonymous"
+ROLES = ("participant", "clinician", "custodian", "organisation", "staff")
+VIEWERS = (ANONYMOUS, *ROLES)
+
+# How each viewer of the table is created: role and make_user options.
+VIEWER_ACCOUNTS: dict[str, tuple[Role, dict[str, Any]]] = {
+    "participant": (Role.PARTICIPANT, {}),
+    "clinician": (Role.CLINICIAN, {"clinician_verified": True}),
+    "custodian": (Role.CUSTODIAN, {"custodian_status": CustodianStatus.APPROVED}),
+    "organisation": (Role.ORGANISATION, {}),
+    "staff": (Role.STAFF, {}),
+}
+
+Expectation = dict[str, int | str]
+
+
+def everyone(outcome: int | str) -> Expectation:
+    """The same answer for every viewer, signed in or not."""
+    return dict.fromkeys(VIEWERS, outcome)
+
+
+def guests_only(guest: int | str) -> Expectation:
+    """Pages for people not signed in: signed-in people are sent home."""
+    return {ANONYMOUS: guest, **dict.fromkeys(ROLES, HOME)}
+
+
+def only(*roles: str, allowed: int | str = OK) -> Expectation:
+    """Signed-in people of ``roles`` get ``allowed``; other roles 403; anonymous: sign in."""
+    return {
+        ANONYMOUS: SIGN_IN,
+        **{role: (allowed if role in roles else FORBIDDEN) for role in ROLES},
+    }
+
+
+def signed_in(allowed: int | str = OK) -> Expectation:
+    """Any signed-in person gets ``allowed``; anonymous visitors are sent to sign in."""
+    return only(*ROLES, allowed=allowed)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What each viewer gets from a GET, and from an empty POST when the page takes POST."""
+
+    get: Expectation
+    post: Expectation | None = None
+
+
+ACCESS: dict[str, Access] = {
+    # Public pages.
+    "pages.home": Access(get=everyone(OK)),
+    "pages.healthz": Access(get=everyone(OK)),
+    # Joining and signing in: an empty form is a 400 with its errors.
+    "auth.sign_up": Access(get=guests_only(OK), post=guests_only(BAD)),
+    "auth.check_email": Access(get=everyone(OK)),
+    "auth.sign_in": Access(get=guests_only(OK), post=guests_only(BAD)),
+    # POST only, so a link or an image cannot sign anyone out; without a session it is a
+    # harmless redirect home.
+    "auth.sign_out": Access(get=everyone(NOT_ALLOWED), post=everyone(HOME)),
+    # Links from emails: the table uses a plausible but invalid token, so 400 for everybody.
+    "auth.verify_email": Access(get=everyone(BAD)),
+    "auth.request_reset": Access(get=everyone(OK), post=everyone(BAD)),
+    "auth.reset_password": Access(get=everyone(BAD), post=everyone(BAD)),
+    # POST only. A GET of /verify-email/resend is matched by /verify-email/<token> with the
+    # token "resend", which is an invalid link (400), not a 405.
+    "auth.resend_verification": Access(get=everyone(BAD), post=signed_in(HOME)),
+    # The signed-in person's own account. Empty profile and password forms are 400; an empty
+    # registries form means "none of them" and is saved.
+    "account.profile": Access(get=signed_in(OK), post=signed_in(BAD)),
+    "account.change_password": Access(get=signed_in(OK), post=signed_in(BAD)),
+    "account.registries": Access(
+        get=only("participant"), post=only("participant", allowed=TO_ACCOUNT)
+    ),
+    # Staff pages. POST-only endpoints answer 405 to a GET before any access check.
+    "staff.users": Access(get=only("staff")),
+    "staff.user_detail": Access(get=only("staff")),
+    "staff.verify_clinician": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "staff.decide_custodian": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "staff.change_role": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "staff.set_active": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "staff.registries": Access(get=only("staff")),
+    "staff.new_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "staff.audit_log": Access(get=only("staff")),
+}
+
+# A token that looks like an itsdangerous one (payload.timestamp.signature) but is not valid.
+PLAUSIBLE_BAD_TOKEN = "eyJ1aWQiOjEsImVtYWlsIjoiMDAwMCJ9.Zt9XyA.c2lnbmF0dXJlLXRoYXQtZG9lcy1ub3Q"
+
+
+def _app_rules(app: Flask) -> list[Rule]:
+    """Every URL rule except static files; sign-out last because it ends the session."""
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint != "static"]
+    return sorted(rules, key=lambda r: (r.endpoint == "auth.sign_out", r.rule))
+
+
+@dataclass
+class World:
+    """Rows the URLs point at: a staff target account and a registry."""
+
+    target: User
+    registry: Registry
+
+    def url_values(self) -> dict[str, Any]:
+        """Concrete values for every URL argument the app uses."""
+        return {
+            "user_id": self.target.id,
+            "registry_id": self.registry.id,
+            "token": PLAUSIBLE_BAD_TOKEN,
+        }
+
+
+@pytest.fixture
+def world(make_user, make_registry) -> World:
+    """A clinician awaiting verification (a staff target) and an active registry."""
+    return World(target=make_user(Role.CLINICIAN), registry=make_registry(code="SMSREG"))
+
+
+def _url(app: Flask, rule: Rule, world: World) -> str:
+    values = world.url_values()
+    missing = rule.arguments - values.keys()
+    assert not missing, f"{rule.rule}: give World.url_values a value for {sorted(missing)}"
+    return app.url_map.bind("localhost").build(
+        rule.endpoint, {name: values[name] for name in rule.arguments}
+    )
+
+
+def _outcome(response: Any, asked: str) -> int | str:
+    """The status, or "→ path" for a redirect (sign-in redirects must name the page asked)."""
+    if response.status_code not in (301, 302, 303, 307, 308):
+        return response.status_code
+    location = urlsplit(response.headers["Location"])
+    if location.path == "/sign-in":
+        next_url = parse_qs(location.query).get("next", [None])[0]
+        if next_url != asked:
+            return f"→ sign-in?next={next_url} (expected next={asked})"
+        return SIGN_IN
+    return f"→ {location.path}"
+
+
+def _check_every_rule(app: Flask, client: FlaskClient, world: World, viewer: str,
+                      column: str) -> list[str]:
+    """Request every rule as the current client and list where the answer differs."""
+    mismatches = []
+    for rule in _app_rules(app):
+        access = ACCESS.get(rule.endpoint)
+        if access is None:
+            mismatches.append(f"{rule.endpoint}: not in ACCESS; declare its access rule")
+            continue
+        url = _url(app, rule, world)
+        got = _outcome(client.get(url), url)
+        if got != access.get[column]:
+            mismatches.append(f"GET {url}: {viewer} got {got}, expected {access.get[column]}")
+        if access.post is not None:
+            got = _outcome(post_form(client, url, {}), url)
+            if got != access.post[column]:
+                mismatches.append(
+                    f"POST {url}: {viewer} got {got}, expected {access.post[column]}"
+                )
+    return mismatches
+
+
+# The table itself -------------------------------------------------------------------------
+def test_every_endpoint_declares_its_access_rule(app):
+    endpoints = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint != "static"}
+    assert sorted(endpoints - ACCESS.keys()) == [], "new endpoints: add them to ACCESS"
+    assert sorted(ACCESS.keys() - endpoints) == [], "ACCESS lists endpoints that are gone"
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        methods = set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+        assert methods <= {"GET", "POST"}, f"{rule.rule}: the table only knows GET and POST"
+        takes_post = ACCESS[rule.endpoint].post is not None
+        assert takes_post == ("POST" in methods), f"{rule.endpoint}: post expectation vs methods"
+    for endpoint, access in ACCESS.items():
+        for expectation in (access.get, access.post):
+            assert expectation is None or set(expectation) == set(VIEWERS), endpoint
+
+
+# Every page, every viewer -----------------------------------------------------------------
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_every_page_answers_each_viewer_as_the_access_table_says(
+    app, client, world, as_role, viewer
+):
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        as_role(role, **options)
+    mismatches = _check_every_rule(app, client, world, viewer, viewer)
+    assert mismatches == [], "\n".join(mismatches)
+
+
+# Accounts whose status gives no rights (yet) are treated by their role like anybody else:
+# pending and declined custodians get exactly what a non-staff account without special rights
+# (an organisation member) gets. An unconfirmed email address does not change page access
+# (the site asks for confirmation in a banner); a clinician awaiting verification sees the
+# same pages as a verified one (verification changes how their support counts, not access).
+@pytest.mark.parametrize(
+    ("viewer", "role", "options", "same_as"),
+    [
+        ("custodian, request pending", Role.CUSTODIAN,
+         {"custodian_status": CustodianStatus.PENDING}, "organisation"),
+        ("custodian, request declined", Role.CUSTODIAN,
+         {"custodian_status": CustodianStatus.DECLINED}, "organisation"),
+        ("participant, email unconfirmed", Role.PARTICIPANT, {"email_verified": False},
+         "participant"),
+        ("clinician, claim not verified", Role.CLINICIAN, {"clinician_verified": False},
+         "clinician"),
+        ("organisation, email unconfirmed", Role.ORGANISATION, {"email_verified": False},
+         "organisation"),
+        ("staff, email unconfirmed", Role.STAFF, {"email_verified": False}, "staff"),
+    ],
+)
+def test_accounts_without_extra_status_get_what_their_role_gets(
+    app, client, world, as_role, viewer, role, options, same_as
+):
+    as_role(role, **options)
+    mismatches = _check_every_rule(app, client, world, viewer, same_as)
+    assert mismatches == [], "\n".join(mismatches)
+
+
+def test_custodians_have_no_pages_beyond_other_non_staff_accounts():
+    # Today no page is for custodians; when one is added, pending and declined custodians
+    # must still match the organisation column (checked above), not the custodian one.
+    for endpoint, access in ACCESS.items():
+        for expectation in (access.get, access.post):
+            if expectation is not None:
+                assert expectation["custodian"] == expectation["organisation"], endpoint
+
+
+# POST-only endpoints with data that would change rows ----------------------------------------
+def _fresh(session, model: type, row_id: int) -> Any:
+    session.expire_all()
+    return session.get(model, row_id)
+
+
+def _account_state(session, user_id: int) -> tuple:
+    user = _fresh(session, User, user_id)
+    events = session.scalar(
+        sa.select(sa.func.count()).where(AuditEvent.subject_user_id == user_id)
+    )
+    return (
+        user.role, user.clinician_verified_at is not None, user.custodian_status,
+        user.custodian_registry_id, user.is_active, user.session_version, user.display_name,
+        events,
+    )
+
+
+@dataclass
+class StaffAction:
+    """A staff form post that changes an account, and the change it makes."""
+
+    path: str
+    target_role: Role
+    target_options: dict[str, Any]
+    data: dict[str, str]
+
+
+STAFF_ACTIONS = {
+    "verify clinician": StaffAction("clinician", Role.CLINICIAN, {}, {"verified": "yes"}),
+    "approve custodian": StaffAction(
+        "custodian", Role.CUSTODIAN, {"custodian_status": CustodianStatus.PENDING},
+        {"decision": "approve"},
+    ),
+    "decline custodian": StaffAction(
+        "custodian", Role.CUSTODIAN, {"custodian_status": CustodianStatus.PENDING},
+        {"decision": "decline", "reason": "Not a custodian of this registry."},
+    ),
+    "change role": StaffAction("role", Role.PARTICIPANT, {}, {"role": "organisation"}),
+    "deactivate": StaffAction("active", Role.PARTICIPANT, {}, {"active": "no"}),
+}
+
+
+@pytest.mark.parametrize("action_name", sorted(STAFF_ACTIONS))
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_only_staff_change_accounts_through_staff_posts(
+    client, session, make_user, as_role, mailbox, viewer, action_name
+):
+    action = STAFF_ACTIONS[action_name]
+    target = make_user(action.target_role, **action.target_options)
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        as_role(role, **options)
+    before = _account_state(session, target.id)
+    mail_before = len(mailbox.messages)
+    url = f"/staff/users/{target.id}/{action.path}"
+
+    got = _outcome(post_form(client, url, action.data), url)
+
+    after = _account_state(session, target.id)
+    if viewer == "staff":
+        assert got == f"→ /staff/users/{target.id}"
+        assert after != before
+    else:
+        assert got == (SIGN_IN if viewer == ANONYMOUS else FORBIDDEN)
+        assert after == before
+        assert len(mailbox.messages) == mail_before
+
+
+REGISTRY_DATA = {"code": "NEWREG", "name": "New registry", "country": "DK", "is_active": "y"}
+
+
+def _registries(session) -> list[tuple]:
+    session.expire_all()
+    return list(
+        session.execute(
+            sa.select(Registry.id, Registry.code, Registry.name, Registry.country,
+                      Registry.is_active).order_by(Registry.id)
+        )
+    )
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_only_staff_add_and_edit_registries(client, session, make_registry, as_role, viewer):
+    registry = make_registry(code="SMSREG", name="Swedish MS registry")
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        as_role(role, **options)
+    before = _registries(session)
+
+    added = _outcome(post_form(client, "/staff/registries/new", REGISTRY_DATA),
+                     "/staff/registries/new")
+    edit_url = f"/staff/registries/{registry.id}/edit"
+    edited = _outcome(
+        post_form(client, edit_url, {**REGISTRY_DATA, "code": "SMSREG", "name": "Renamed"}),
+        edit_url,
+    )
+
+    after = _registries(session)
+    if viewer == "staff":
+        assert (added, edited) == ("→ /staff/registries", "→ /staff/registries")
+        assert {row.code for row in after} == {"SMSREG", "NEWREG"}
+        assert any(row.name == "Renamed" for row in after)
+    else:
+        refused = SIGN_IN if viewer == ANONYMOUS else FORBIDDEN
+        assert (added, edited) == (refused, refused)
+        assert after == before
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_only_participants_record_registry_enrolments(
+    client, session, make_registry, as_role, viewer
+):
+    registry = make_registry()
+    user = None
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        user = as_role(role, **options)
+
+    got = _outcome(
+        post_form(client, "/account/registries", {"registries": str(registry.id)}),
+        "/account/registries",
+    )
+
+    session.expire_all()
+    rows = list(session.scalars(sa.select(RegistryEnrolment.user_id)))
+    if viewer == "participant":
+        assert got == TO_ACCOUNT
+        assert rows == [user.id]
+    else:
+        assert got == (SIGN_IN if viewer == ANONYMOUS else FORBIDDEN)
+        assert rows == []
+
+
+def test_resend_verification_needs_a_session_and_mails_only_the_signed_in_person(
+    client, session, make_user, mailbox
+):
+    other = make_user(Role.PARTICIPANT, email_verified=False)
+    got = _outcome(post_form(client, "/verify-email/resend", {"email": other.email}),
+                   "/verify-email/resend")
+    assert got == SIGN_IN
+    assert mailbox.messages == []
+
+    me = make_user(Role.PARTICIPANT, email_verified=False)
+    sign_in(client, me)
+    response = post_form(
+        client, "/verify-email/resend", {"email": other.email, "user_id": str(other.id)}
+    )
+    assert _outcome(response, "/verify-email/resend") == HOME
+    assert [m.to for m in mailbox.messages] == [me.email]
+
+
+def test_sign_out_without_a_session_is_a_harmless_redirect(client, session):
+    response = post_form(client, "/sign-out")
+    assert _outcome(response, "/sign-out") == HOME
+    session.expire_all()
+    assert session.scalar(sa.select(sa.func.count()).select_from(AuditEvent)) == 0
+
+
+@pytest.mark.parametrize("viewer", ROLES)
+def test_sign_out_needs_post_and_csrf_and_then_ends_the_session(client, as_role, viewer):
+    role, options = VIEWER_ACCOUNTS[viewer]
+    as_role(role, **options)
+    assert client.get("/sign-out").status_code == NOT_ALLOWED
+    assert client.post("/sign-out").status_code == BAD  # no CSRF token
+    assert client.get("/account").status_code == OK  # still signed in
+
+    assert _outcome(post_form(client, "/sign-out"), "/sign-out") == HOME
+    assert _outcome(client.get("/account"), "/account") == SIGN_IN
+
+
+@pytest.mark.parametrize("viewer", ["staff", "participant"])
+def test_staff_pages_for_a_missing_account_or_registry(client, as_role, viewer):
+    role, options = VIEWER_ACCOUNTS[viewer]
+    as_role(role, **options)
+    expected = NOT_FOUND if viewer == "staff" else FORBIDDEN
+    assert client.get("/staff/users/999999").status_code == expected
+    assert client.get("/staff/registries/999999/edit").status_code == expected
+    for path in ("clinician", "custodian", "role", "active"):
+        assert post_form(client, f"/staff/users/999999/{path}").status_code == expected
+
+
+# Object level: the account pages only ever act on the signed-in person ------------------------
+def test_account_urls_never_name_an_account(app):
+    account_rules = [r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/account")]
+    assert account_rules, "the account pages moved; update this test"
+    assert [r for r in app.url_map.iter_rules()
+            if r.rule.startswith("/account") and r.arguments] == []
+
+
+EDITABLE = ("display_name", "country", "language", "profession", "institution",
+            "organisation_name")
+PROTECTED = ("email", "role", "password_hash", "is_active", "session_version",
+             "custodian_status", "custodian_registry_id", "clinician_verified_at")
+
+
+def _row(session, user_id: int) -> dict[str, Any]:
+    user = _fresh(session, User, user_id)
+    return {name: getattr(user, name) for name in (*EDITABLE, *PROTECTED)}
+
+
+@pytest.mark.parametrize("viewer", ROLES)
+def test_profile_post_changes_only_the_signed_in_person(
+    client, session, make_user, as_role, viewer
+):
+    other = make_user(Role.PARTICIPANT, display_name="Other person")
+    other_before = _row(session, other.id)
+    role, options = VIEWER_ACCOUNTS[viewer]
+    me = as_role(role, **options)
+    my_before = _row(session, me.id)
+
+    response = post_form(client, "/account", {
+        "display_name": "Renamed", "country": "DK", "language": "da",
+        "profession": "Neurologist", "institution": "Karolinska",
+        "organisation_name": "MS Society",
+        # Fields the form does not have, naming the other account or asking for more rights.
+        "user_id": str(other.id), "id": str(other.id), "email": other.email,
+        "role": "staff", "is_active": "n", "custodian_status": "approved",
+        "password_hash": "x", "session_version": "99",
+    })
+
+    assert _outcome(response, "/account") == TO_ACCOUNT
+    assert _row(session, other.id) == other_before
+    mine = _row(session, me.id)
+    assert (mine["display_name"], mine["country"], mine["language"]) == ("Renamed", "DK", "da")
+    assert {k: mine[k] for k in PROTECTED} == {k: my_before[k] for k in PROTECTED}
+    page = client.get(f"/account?user_id={other.id}").get_data(as_text=True)
+    assert me.email in page and other.email not in page
+
+
+def test_password_change_affects_only_the_signed_in_person(client, session, make_user, as_role):
+    other = make_user(Role.PARTICIPANT)
+    other_before = _row(session, other.id)
+    me = as_role(Role.PARTICIPANT)
+    my_hash = _row(session, me.id)["password_hash"]
+    new_password = "another long passphrase"
+
+    response = post_form(client, "/account/password", {
+        "current_password": PASSWORD, "password": new_password,
+        "password_confirm": new_password, "user_id": str(other.id), "email": other.email,
+    })
+
+    assert _outcome(response, "/account/password") == TO_ACCOUNT
+    assert _row(session, me.id)["password_hash"] != my_hash
+    assert _row(session, other.id) == other_before
+    sign_in(client.application.test_client(), other)  # the other's password still works
+
+
+def test_enrolments_change_only_for_the_signed_in_person(
+    client, session, make_user, make_registry, as_role
+):
+    first, second = make_registry(), make_registry()
+    other = make_user(Role.PARTICIPANT)
+    session.add(RegistryEnrolment(user_id=other.id, registry_id=first.id, created_at=utcnow()))
+    session.commit()
+    me = as_role(Role.PARTICIPANT)
+
+    response = post_form(client, "/account/registries", {
+        "registries": str(second.id), "user_id": str(other.id),
+    })
+
+    assert _outcome(response, "/account/registries") == TO_ACCOUNT
+    session.expire_all()
+    rows = {tuple(row) for row in session.execute(
+        sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
+    )}
+    assert rows == {(other.id, first.id), (me.id, second.id)}
+
+
+def test_a_csrf_token_from_another_session_is_refused(app, client, make_user, as_role, session):
+    target = make_user(Role.PARTICIPANT)
+    as_role(Role.STAFF)
+    other_client = app.test_client()
+    foreign_token = csrf_token(other_client)
+    before = _account_state(session, target.id)
+
+    response = client.post(f"/staff/users/{target.id}/active",
+                           data={"csrf_token": foreign_token, "active": "no"})
+
+    assert response.status_code == BAD
+    assert "Please try again" in response.get_data(as_text=True)
+    assert _account_state(session, target.id) == before

@@ -78,6 +78,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
 
     _bind_extensions(app)
     _register_blueprints(app)
+    _register_template_filters(app)
     _register_error_pages(app)
     _add_security_headers(app)
     _register_jobs(app)
@@ -117,10 +118,17 @@ def _register_blueprints(app: Flask) -> None:
     from engage.accounts.views import account, auth
     from engage.pages import pages
     from engage.staff_views import staff
+    from engage.topics.views import topics
 
     app.url_map.converters["int"] = DatabaseIdConverter
-    for blueprint in (pages, auth, account, staff):
+    for blueprint in (pages, auth, account, staff, topics):
         app.register_blueprint(blueprint)
+
+
+def _register_template_filters(app: Flask) -> None:
+    from engage.text import render_markdown
+
+    app.jinja_env.filters["markdown"] = render_markdown
 
 
 def _register_error_pages(app: Flask) -> None:
@@ -174,9 +182,11 @@ def _add_security_headers(app: Flask) -> None:
 def _register_jobs(app: Flask) -> None:
     from engage.accounts import jobs as account_jobs
     from engage.scheduler import JobRegistry
+    from engage.topics import jobs as topic_jobs
 
     registry = JobRegistry()
     account_jobs.register(registry)
+    topic_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
 
 

@@ -30,7 +30,10 @@ def cli() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach Engage's command groups to ``app.cli`` (called by the factory)."""
-    for command in (run_command, db_group, users_group, demo_group, scheduler_group):
+    from engage.topics.cli import topics_group
+
+    groups = (run_command, db_group, users_group, demo_group, scheduler_group, topics_group)
+    for command in groups:
         app.cli.add_command(command)
 
 

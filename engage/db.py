@@ -106,3 +106,24 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 db = Database()
+
+
+def lock_rows(session: Session, model: type[Base], ids: list[int]) -> None:
+    """Lock rows of ``model`` until the transaction ends, so concurrent writers queue.
+
+    PostgreSQL takes row locks (``SELECT ... FOR UPDATE``, in id order to avoid deadlocks).
+    SQLite has no row locks: a no-op UPDATE takes the database write lock now, before the
+    caller reads what it is about to check.
+    """
+    id_column = model.id  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            sa.update(model)
+            .where(id_column.in_(ids))
+            .values({id_column: id_column})
+            .execution_options(synchronize_session=False)
+        )
+    else:
+        session.execute(
+            sa.select(id_column).where(id_column.in_(ids)).order_by(id_column).with_for_update()
+        )

@@ -87,9 +87,20 @@ class Prepared:
 
 
 USER_COLUMNS = (
-    "email", "display_name", "role", "country", "language", "profession", "institution",
-    "organisation_name", "password_hash", "is_active", "session_version",
-    "clinician_verified_at", "custodian_status", "custodian_registry_id",
+    "email",
+    "display_name",
+    "role",
+    "country",
+    "language",
+    "profession",
+    "institution",
+    "organisation_name",
+    "password_hash",
+    "is_active",
+    "session_version",
+    "clinician_verified_at",
+    "custodian_status",
+    "custodian_registry_id",
 )
 
 
@@ -101,9 +112,11 @@ def _user_state(kit: Kit, user_id: int) -> dict[str, Any]:
 def _registries_state(kit: Kit) -> list[tuple]:
     kit.session.expire_all()
     return [
-        tuple(row) for row in kit.session.execute(
-            sa.select(Registry.id, Registry.code, Registry.name, Registry.country,
-                      Registry.is_active).order_by(Registry.id)
+        tuple(row)
+        for row in kit.session.execute(
+            sa.select(
+                Registry.id, Registry.code, Registry.name, Registry.country, Registry.is_active
+            ).order_by(Registry.id)
         )
     ]
 
@@ -113,26 +126,40 @@ def _sign_up(kit: Kit) -> Prepared:
     registry = kit.make_registry(code="SMSREG", name="Swedish MS registry")
     # A custodian sign-up, so that the registry number is checked too.
     data = {
-        "role": "custodian", "display_name": "Sam", "email": "sam@example.org",
-        "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD, "country": "SE",
-        "language": "sv", "registry": str(registry.id), "profession": "Data manager",
-        "institution": "Karolinska", "organisation_name": "",
+        "role": "custodian",
+        "display_name": "Sam",
+        "email": "sam@example.org",
+        "password": NEW_PASSWORD,
+        "password_confirm": NEW_PASSWORD,
+        "country": "SE",
+        "language": "sv",
+        "registry": str(registry.id),
+        "profession": "Data manager",
+        "institution": "Karolinska",
+        "organisation_name": "",
     }
-    return Prepared("/sign-up", data, lambda: kit.count(sa.select(User.id)),
-                    "→ /sign-up/check-email")
+    return Prepared(
+        "/sign-up", data, lambda: kit.count(sa.select(User.id)), "→ /sign-up/check-email"
+    )
 
 
 def _sign_in(kit: Kit) -> Prepared:
     user = kit.make_user(Role.PARTICIPANT)
-    return Prepared("/sign-in", {"email": user.email, "password": PASSWORD},
-                    lambda: kit.audit_count("sign_in"), "→ /")
+    return Prepared(
+        "/sign-in",
+        {"email": user.email, "password": PASSWORD},
+        lambda: kit.audit_count("sign_in"),
+        "→ /",
+    )
 
 
 def _request_reset(kit: Kit) -> Prepared:
     user = kit.make_user(Role.PARTICIPANT)
     return Prepared(
-        "/reset-password", {"email": user.email},
-        lambda: (len(kit.mailbox.messages), kit.audit_count("password_reset_requested")), 200,
+        "/reset-password",
+        {"email": user.email},
+        lambda: (len(kit.mailbox.messages), kit.audit_count("password_reset_requested")),
+        200,
     )
 
 
@@ -140,29 +167,43 @@ def _reset_password(kit: Kit) -> Prepared:
     user = kit.make_user(Role.PARTICIPANT)
     token = kit.token("reset-password", account_services.reset_payload(user))
     return Prepared(
-        f"/reset-password/{token}", {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
-        lambda: _user_state(kit, user.id), "→ /sign-in",
+        f"/reset-password/{token}",
+        {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+        lambda: _user_state(kit, user.id),
+        "→ /sign-in",
     )
 
 
 def _profile_clinician(kit: Kit) -> Prepared:
     user = kit.as_role(Role.CLINICIAN, clinician_verified=True)
-    data = {"display_name": "Dr Sam", "country": "DK", "language": "da",
-            "profession": "MS nurse", "institution": "Rigshospitalet"}
+    data = {
+        "display_name": "Dr Sam",
+        "country": "DK",
+        "language": "da",
+        "profession": "MS nurse",
+        "institution": "Rigshospitalet",
+    }
     return Prepared("/account", data, lambda: _user_state(kit, user.id), "→ /account")
 
 
 def _profile_organisation(kit: Kit) -> Prepared:
     user = kit.as_role(Role.ORGANISATION)
-    data = {"display_name": "Sam", "country": "SE", "language": "en",
-            "organisation_name": "MS Society of Sweden"}
+    data = {
+        "display_name": "Sam",
+        "country": "SE",
+        "language": "en",
+        "organisation_name": "MS Society of Sweden",
+    }
     return Prepared("/account", data, lambda: _user_state(kit, user.id), "→ /account")
 
 
 def _change_password(kit: Kit) -> Prepared:
     user = kit.as_role(Role.PARTICIPANT)
-    data = {"current_password": PASSWORD, "password": NEW_PASSWORD,
-            "password_confirm": NEW_PASSWORD}
+    data = {
+        "current_password": PASSWORD,
+        "password": NEW_PASSWORD,
+        "password_confirm": NEW_PASSWORD,
+    }
     return Prepared("/account/password", data, lambda: _user_state(kit, user.id), "→ /account")
 
 
@@ -170,16 +211,25 @@ def _enrolment(kit: Kit) -> Prepared:
     registry = kit.make_registry()
     user = kit.as_role(Role.PARTICIPANT)
     query = sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user.id)
-    return Prepared("/account/registries", {"registries": str(registry.id)},
-                    lambda: kit.count(query), "→ /account")
+    return Prepared(
+        "/account/registries",
+        {"registries": str(registry.id)},
+        lambda: kit.count(query),
+        "→ /account",
+    )
 
 
-def _staff_target(kit: Kit, role: Role, path: str, data: dict[str, str],
-                  **options: Any) -> Prepared:
+def _staff_target(
+    kit: Kit, role: Role, path: str, data: dict[str, str], **options: Any
+) -> Prepared:
     target = kit.make_user(role, **options)
     kit.as_role(Role.STAFF)
-    return Prepared(f"/staff/users/{target.id}/{path}", data,
-                    lambda: _user_state(kit, target.id), f"→ /staff/users/{target.id}")
+    return Prepared(
+        f"/staff/users/{target.id}/{path}",
+        data,
+        lambda: _user_state(kit, target.id),
+        f"→ /staff/users/{target.id}",
+    )
 
 
 def _verify_clinician(kit: Kit) -> Prepared:
@@ -189,7 +239,9 @@ def _verify_clinician(kit: Kit) -> Prepared:
 def _decide_custodian(kit: Kit) -> Prepared:
     other_registry = kit.make_registry()
     return _staff_target(
-        kit, Role.CUSTODIAN, "custodian",
+        kit,
+        Role.CUSTODIAN,
+        "custodian",
         {"decision": "approve", "registry": str(other_registry.id), "reason": ""},
         custodian_status=CustodianStatus.PENDING,
     )
@@ -206,16 +258,21 @@ def _set_active(kit: Kit) -> Prepared:
 def _new_registry(kit: Kit) -> Prepared:
     kit.as_role(Role.STAFF)
     data = {"code": "NEWREG", "name": "New registry", "country": "DK", "is_active": "y"}
-    return Prepared("/staff/registries/new", data, lambda: _registries_state(kit),
-                    "→ /staff/registries")
+    return Prepared(
+        "/staff/registries/new", data, lambda: _registries_state(kit), "→ /staff/registries"
+    )
 
 
 def _edit_registry(kit: Kit) -> Prepared:
     registry = kit.make_registry(code="SMSREG", name="Swedish MS registry")
     kit.as_role(Role.STAFF)
     data = {"code": "SMSREG2", "name": "Renamed registry", "country": "INT", "is_active": "y"}
-    return Prepared(f"/staff/registries/{registry.id}/edit", data,
-                    lambda: _registries_state(kit), "→ /staff/registries")
+    return Prepared(
+        f"/staff/registries/{registry.id}/edit",
+        data,
+        lambda: _registries_state(kit),
+        "→ /staff/registries",
+    )
 
 
 @dataclass(frozen=True)
@@ -231,8 +288,15 @@ class FormSpec:
 FORMS: dict[str, FormSpec] = {
     "sign-up": FormSpec(
         _sign_up,
-        ("display_name", "email", "password", "password_confirm", "profession", "institution",
-         "organisation_name"),
+        (
+            "display_name",
+            "email",
+            "password",
+            "password_confirm",
+            "profession",
+            "institution",
+            "organisation_name",
+        ),
         ("role", "country", "language"),
         ("registry",),
     ),
@@ -240,7 +304,8 @@ FORMS: dict[str, FormSpec] = {
     "reset request": FormSpec(_request_reset, ("email",)),
     "reset with token": FormSpec(_reset_password, ("password", "password_confirm")),
     "profile (clinician)": FormSpec(
-        _profile_clinician, ("display_name", "profession", "institution"),
+        _profile_clinician,
+        ("display_name", "profession", "institution"),
         ("country", "language"),
     ),
     "profile (organisation)": FormSpec(
@@ -347,11 +412,16 @@ def test_json_bodies_are_not_read_as_a_form(kit, form):
     raw_bodies = {"null": "null", "malformed": '{"email": ', "empty": ""}
     headers = {"X-CSRFToken": token}
     responses = {
-        **{shape: kit.client.post(prepared.url, json=body, headers=headers)
-           for shape, body in bodies.items()},
-        **{shape: kit.client.post(prepared.url, data=raw, headers=headers,
-                                  content_type="application/json")
-           for shape, raw in raw_bodies.items()},
+        **{
+            shape: kit.client.post(prepared.url, json=body, headers=headers)
+            for shape, body in bodies.items()
+        },
+        **{
+            shape: kit.client.post(
+                prepared.url, data=raw, headers=headers, content_type="application/json"
+            )
+            for shape, raw in raw_bodies.items()
+        },
     }
     for shape, response in responses.items():
         assert response.status_code in (302, 400), shape
@@ -362,8 +432,9 @@ def test_json_bodies_are_not_read_as_a_form(kit, form):
 def test_json_body_without_csrf_header_is_refused(kit, form):
     prepared = FORMS[form].prepare(kit)
     before = prepared.state()
-    response = kit.client.post(prepared.url, json={**prepared.data,
-                                                   "csrf_token": csrf_token(kit.client)})
+    response = kit.client.post(
+        prepared.url, json={**prepared.data, "csrf_token": csrf_token(kit.client)}
+    )
     _assert_refused(response, prepared, before, TRY_AGAIN)
 
 
@@ -386,8 +457,9 @@ def test_uploaded_files_in_place_of_fields_are_ignored(kit, form):
 def test_body_over_max_content_length_is_a_4xx_page(kit, form):
     prepared = FORMS[form].prepare(kit)
     before = prepared.state()
-    response = post_form(kit.client, prepared.url,
-                         {**prepared.data, "padding": "x" * (MAX_CONTENT_LENGTH + 1)})
+    response = post_form(
+        kit.client, prepared.url, {**prepared.data, "padding": "x" * (MAX_CONTENT_LENGTH + 1)}
+    )
     _assert_refused(response, prepared, before, TOO_LARGE)
 
 
@@ -455,8 +527,9 @@ def test_display_names_keep_emoji_and_rtl_text_exactly(kit, sample):
     assert user.display_name == sample
 
     sign_in(kit.client, user, NEW_PASSWORD)
-    response = post_form(kit.client, "/account",
-                         {"display_name": sample + "!", "country": "SE", "language": "en"})
+    response = post_form(
+        kit.client, "/account", {"display_name": sample + "!", "country": "SE", "language": "en"}
+    )
     assert _landing(response) == "→ /account"
     assert kit.fresh(User, user.id).display_name == sample + "!"
 
@@ -497,8 +570,9 @@ def test_staff_cannot_grant_custodian_rights_by_role_change(kit):
 
 def test_enrolment_in_a_retired_registry_is_refused(kit):
     retired = kit.make_registry(is_active=False)
-    response, prepared, before = _post_spoiled(kit, "registries enrolment",
-                                               registries=str(retired.id))
+    response, prepared, before = _post_spoiled(
+        kit, "registries enrolment", registries=str(retired.id)
+    )
     _assert_refused(response, prepared, before, ERROR_SUMMARY)
 
 
@@ -517,10 +591,13 @@ def test_sign_up_with_the_email_sent_twice_uses_the_first(kit):
     assert list(kit.session.scalars(sa.select(User.email))) == ["first@example.org"]
 
 
-@pytest.mark.parametrize(("roles", "created"), [
-    (["staff", "participant"], None),
-    (["participant", "staff"], Role.PARTICIPANT),
-])
+@pytest.mark.parametrize(
+    ("roles", "created"),
+    [
+        (["staff", "participant"], None),
+        (["participant", "staff"], Role.PARTICIPANT),
+    ],
+)
 def test_sign_up_with_the_role_sent_twice_uses_the_first(kit, roles, created):
     prepared = _sign_up(kit)
     response = post_form(kit.client, "/sign-up", {**prepared.data, "role": roles})
@@ -553,10 +630,17 @@ def test_staff_role_sent_twice_uses_the_first(kit):
 def test_sign_up_keeps_name_and_email_but_never_echoes_the_password(kit):
     prepared = _sign_up(kit)
     secret = "my very secret passphrase"
-    response = post_form(kit.client, "/sign-up", {
-        **prepared.data, "display_name": "Sam Kept", "email": "kept@example.org",
-        "password": secret, "password_confirm": secret + " typo",
-    })
+    response = post_form(
+        kit.client,
+        "/sign-up",
+        {
+            **prepared.data,
+            "display_name": "Sam Kept",
+            "email": "kept@example.org",
+            "password": secret,
+            "password_confirm": secret + " typo",
+        },
+    )
     page = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "The two passwords are not the same." in page
@@ -576,19 +660,30 @@ def _assert_escaped(page: str, payload: str) -> None:
 
 @pytest.mark.parametrize("payload", [SCRIPT, ATTRIBUTE_BREAKER])
 def test_html_in_a_clinician_sign_up_is_shown_escaped_everywhere(kit, payload):
-    response = post_form(kit.client, "/sign-up", {
-        "role": "clinician", "display_name": payload, "email": "html@example.org",
-        "password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD, "country": "SE",
-        "language": "en", "profession": payload, "institution": payload,
-    })
+    response = post_form(
+        kit.client,
+        "/sign-up",
+        {
+            "role": "clinician",
+            "display_name": payload,
+            "email": "html@example.org",
+            "password": NEW_PASSWORD,
+            "password_confirm": NEW_PASSWORD,
+            "country": "SE",
+            "language": "en",
+            "profession": payload,
+            "institution": payload,
+        },
+    )
     assert _landing(response) == "→ /sign-up/check-email"
     kit.session.expire_all()
     user = kit.session.scalar(sa.select(User).where(User.email == "html@example.org"))
     assert (user.display_name, user.profession, user.institution) == (payload,) * 3
     _assert_escaped(kit.mailbox.last_to("html@example.org").html, payload)
 
-    sign_in_response = post_form(kit.client, "/sign-in",
-                                 {"email": user.email, "password": NEW_PASSWORD})
+    sign_in_response = post_form(
+        kit.client, "/sign-in", {"email": user.email, "password": NEW_PASSWORD}
+    )
     assert _landing(sign_in_response) == "→ /"
     _assert_escaped(kit.client.get("/").get_data(as_text=True), payload)  # welcome flash
     _assert_escaped(kit.client.get("/account").get_data(as_text=True), payload)
@@ -605,9 +700,16 @@ def test_html_in_a_clinician_sign_up_is_shown_escaped_everywhere(kit, payload):
 @pytest.mark.parametrize("payload", [SCRIPT, ATTRIBUTE_BREAKER])
 def test_html_in_an_organisation_profile_is_shown_escaped(kit, payload):
     user = kit.as_role(Role.ORGANISATION)
-    response = post_form(kit.client, "/account", {
-        "display_name": payload, "country": "SE", "language": "en", "organisation_name": payload,
-    })
+    response = post_form(
+        kit.client,
+        "/account",
+        {
+            "display_name": payload,
+            "country": "SE",
+            "language": "en",
+            "organisation_name": payload,
+        },
+    )
     assert _landing(response) == "→ /account"
     assert kit.fresh(User, user.id).organisation_name == payload
     _assert_escaped(kit.client.get("/account").get_data(as_text=True), payload)
@@ -619,8 +721,11 @@ def test_html_in_an_organisation_profile_is_shown_escaped(kit, payload):
 def test_html_in_a_registry_name_is_shown_escaped_wherever_registries_are_listed(kit):
     staff = kit.make_user(Role.STAFF)
     sign_in(kit.client, staff)
-    response = post_form(kit.client, "/staff/registries/new",
-                         {"code": "XSS", "name": SCRIPT, "country": "SE", "is_active": "y"})
+    response = post_form(
+        kit.client,
+        "/staff/registries/new",
+        {"code": "XSS", "name": SCRIPT, "country": "SE", "is_active": "y"},
+    )
     assert _landing(response) == "→ /staff/registries"
     registry = kit.session.scalar(sa.select(Registry).where(Registry.code == "XSS"))
     assert registry.name == SCRIPT
@@ -628,16 +733,19 @@ def test_html_in_a_registry_name_is_shown_escaped_wherever_registries_are_listed
     page = kit.client.get(f"/staff/registries/{registry.id}/edit").get_data(as_text=True)
     _assert_escaped(page, SCRIPT)
 
-    custodian = kit.make_user(Role.CUSTODIAN, registry=registry,
-                              custodian_status=CustodianStatus.PENDING)
+    custodian = kit.make_user(
+        Role.CUSTODIAN, registry=registry, custodian_status=CustodianStatus.PENDING
+    )
     _assert_escaped(kit.client.get(f"/staff/users/{custodian.id}").get_data(as_text=True), SCRIPT)
 
     guest = kit.app.test_client()
     _assert_escaped(guest.get("/sign-up").get_data(as_text=True), SCRIPT)
     participant = kit.make_user(Role.PARTICIPANT)
     sign_in(guest, participant)
-    assert _landing(post_form(guest, "/account/registries",
-                              {"registries": str(registry.id)})) == "→ /account"
+    assert (
+        _landing(post_form(guest, "/account/registries", {"registries": str(registry.id)}))
+        == "→ /account"
+    )
     _assert_escaped(guest.get("/account/registries").get_data(as_text=True), SCRIPT)
     _assert_escaped(guest.get("/account").get_data(as_text=True), SCRIPT)
 
@@ -667,13 +775,28 @@ def test_typed_values_echoed_back_are_escaped(kit, payload):
 
 
 # The user search (GET) ---------------------------------------------------------------------
-@pytest.mark.parametrize("params", [
-    {"q": "x" * 10_000}, {"q": "\x00"}, {"q": "%_\\"}, {"q": "🧠\u202e"}, {"q": "' OR 1=1 --"},
-    {"role": "admin"}, {"role": "\x00"}, {"role": ["staff", "admin"]}, {"pending": "abc"},
-    {"page": "abc"}, {"page": "-5"}, {"page": "0"}, {"page": "1.5"},
-    {"page": "99999999999999999999"}, {"page": "\x00"},
-    {"q": "a", "role": "participant", "pending": "y", "page": "2", "unknown": "x"},
-], ids=lambda p: ",".join(f"{k}={str(v)[:12]!r}" for k, v in p.items()))
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "x" * 10_000},
+        {"q": "\x00"},
+        {"q": "%_\\"},
+        {"q": "🧠\u202e"},
+        {"q": "' OR 1=1 --"},
+        {"role": "admin"},
+        {"role": "\x00"},
+        {"role": ["staff", "admin"]},
+        {"pending": "abc"},
+        {"page": "abc"},
+        {"page": "-5"},
+        {"page": "0"},
+        {"page": "1.5"},
+        {"page": "99999999999999999999"},
+        {"page": "\x00"},
+        {"q": "a", "role": "participant", "pending": "y", "page": "2", "unknown": "x"},
+    ],
+    ids=lambda p: ",".join(f"{k}={str(v)[:12]!r}" for k, v in p.items()),
+)
 def test_user_search_survives_any_parameters(kit, params):
     kit.make_user(Role.PARTICIPANT, email="findme@example.org")
     sign_in(kit.client, kit.make_user(Role.STAFF))
@@ -698,21 +821,38 @@ def test_user_search_with_nul_or_over_long_text_is_not_a_filter(kit):
 
 def test_huge_ids_in_urls_are_not_found(kit):
     sign_in(kit.client, kit.make_user(Role.STAFF))
-    for url in ("/staff/users/99999999999999999999", "/staff/users/2147483648",
-                "/staff/registries/99999999999999999999/edit", "/staff/users/-1"):
+    for url in (
+        "/staff/users/99999999999999999999",
+        "/staff/users/2147483648",
+        "/staff/registries/99999999999999999999/edit",
+        "/staff/users/-1",
+    ):
         assert kit.client.get(url).status_code == 404
     response = post_form(kit.client, "/staff/users/99999999999999999999/active", {"active": "no"})
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("next_url", [
-    "//evil.example/", "https://evil.example/", "/\\evil.example", "\\\\evil.example",
-    "/%0d%0aSet-Cookie:%20x=1", "javascript:alert(1)", "/" + "a" * 5000, "/\x00",
-])
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "\\\\evil.example",
+        "/%0d%0aSet-Cookie:%20x=1",
+        "javascript:alert(1)",
+        "/" + "a" * 5000,
+        "/\x00",
+    ],
+)
 def test_sign_in_next_never_leaves_the_site(kit, next_url):
     user = kit.make_user(Role.PARTICIPANT)
-    response = post_form(kit.client, "/sign-in", {"email": user.email, "password": PASSWORD},
-                         query_string={"next": next_url})
+    response = post_form(
+        kit.client,
+        "/sign-in",
+        {"email": user.email, "password": PASSWORD},
+        query_string={"next": next_url},
+    )
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert location.netloc in ("", "localhost")
@@ -763,22 +903,34 @@ def test_tampered_reset_links_are_refused(kit, tampering):
     token = _tampered(good, verify)[tampering]
     before = _user_state(kit, user.id)
     assert kit.client.get(f"/reset-password/{token}").status_code == 400
-    response = post_form(kit.client, f"/reset-password/{token}",
-                         {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD})
+    response = post_form(
+        kit.client,
+        f"/reset-password/{token}",
+        {"password": NEW_PASSWORD, "password_confirm": NEW_PASSWORD},
+    )
     assert response.status_code == 400
     assert "This link does not work" in response.get_data(as_text=True)
     assert _user_state(kit, user.id) == before
     assert kit.client.get(f"/reset-password/{good}").status_code == 200  # the real one works
 
 
-@pytest.mark.parametrize("payload", [
-    {"uid": "1", "email": "x"}, {"uid": None}, {"uid": [1]}, {}, {"uid": 2**40},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"uid": "1", "email": "x"},
+        {"uid": None},
+        {"uid": [1]},
+        {},
+        {"uid": 2**40},
+    ],
+)
 def test_signed_links_with_a_strange_payload_are_refused(kit, payload):
     user = kit.make_user(Role.PARTICIPANT, email_verified=False)
     payload = {**payload, "uid": user.id} if payload.get("uid") == 2**40 else payload
-    for purpose, url in (("verify-email", "/verify-email/"), ("reset-password",
-                                                            "/reset-password/")):
+    for purpose, url in (
+        ("verify-email", "/verify-email/"),
+        ("reset-password", "/reset-password/"),
+    ):
         token = kit.token(purpose, payload)
         assert kit.client.get(url + token).status_code == 400
     assert kit.fresh(User, user.id).email_verified_at is None
@@ -791,13 +943,20 @@ def test_other_methods_get_the_405_page(kit, method):
     registry = kit.make_registry()
     kit.as_role(Role.STAFF)
     before = _user_state(kit, target.id), _registries_state(kit)
-    values = {"user_id": target.id, "registry_id": registry.id, "token": "x" * 40}
+    values = {
+        "user_id": target.id,
+        "registry_id": registry.id,
+        "token": "x" * 40,
+        "topic_id": 1,
+        "comment_id": 1,
+    }
     adapter = kit.app.url_map.bind("localhost")
     rules = [r for r in kit.app.url_map.iter_rules() if r.endpoint != "static"]
     for rule in rules:
         url = adapter.build(rule.endpoint, {k: values[k] for k in rule.arguments})
-        response = kit.client.open(url, method=method,
-                                   data={"csrf_token": csrf_token(kit.client), "active": "no"})
+        response = kit.client.open(
+            url, method=method, data={"csrf_token": csrf_token(kit.client), "active": "no"}
+        )
         assert response.status_code == 405, url
         assert "That can't be done from here" in response.get_data(as_text=True)
         assert method not in response.headers["Allow"]

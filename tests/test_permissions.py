@@ -9,6 +9,7 @@ that only the allowed role changes them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,8 +22,11 @@ from werkzeug.routing import Rule
 
 from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
 from engage.audit import AuditEvent
+from engage.db import Database
 from engage.registries.models import Registry
 from engage.timeutil import utcnow
+from engage.topics import services as topic_services
+from engage.topics.models import TopicCategory, TopicStatus
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
 
 # Outcomes: an HTTP status, or a redirect written as "→ <path>" ("→ sign-in" is checked to
@@ -31,9 +35,12 @@ OK, BAD, FORBIDDEN, NOT_FOUND, NOT_ALLOWED = 200, 400, 403, 404, 405
 SIGN_IN = "→ sign-in"
 HOME = "→ /"
 TO_ACCOUNT = "→ /account"
+TO_TOPIC = "→ /topics/N"  # ids in redirect paths are written as N
+TO_MODERATION = "→ /topics/moderation"
 
 ANONYMOUS = "anonymous"
 ROLES = ("participant", "clinician", "custodian", "organisation", "staff")
+CONTRIBUTORS = ("participant", "clinician", "organisation")
 VIEWERS = (ANONYMOUS, *ROLES)
 
 # How each viewer of the table is created: role and make_user options.
@@ -107,18 +114,42 @@ ACCESS: dict[str, Access] = {
     # Staff pages. POST-only endpoints answer 405 to a GET before any access check.
     "staff.users": Access(get=only("staff")),
     "staff.user_detail": Access(get=only("staff")),
-    "staff.verify_clinician": Access(
-        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
-    ),
-    "staff.decide_custodian": Access(
-        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
-    ),
+    "staff.verify_clinician": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "staff.decide_custodian": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     "staff.change_role": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     "staff.set_active": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     "staff.registries": Access(get=only("staff")),
     "staff.new_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.audit_log": Access(get=only("staff")),
+    # Research topics. Reading is public; contributing is for people with MS, healthcare
+    # professionals and MS organisations; moderation is for staff. Actions answer with a
+    # redirect back to the topic (their outcome is flashed there).
+    "topics.list_topics": Access(get=everyone(OK)),
+    "topics.detail": Access(get=everyone(OK)),
+    "topics.similar": Access(get=everyone(OK)),
+    "topics.mine": Access(get=only(*CONTRIBUTORS)),
+    "topics.new": Access(get=only(*CONTRIBUTORS), post=only(*CONTRIBUTORS, allowed=BAD)),
+    # The world's topic belongs to somebody else: its author-only pages are 404 to others.
+    "topics.edit": Access(
+        get=only(*CONTRIBUTORS, allowed=NOT_FOUND), post=only(*CONTRIBUTORS, allowed=NOT_FOUND)
+    ),
+    "topics.withdraw": Access(
+        get=everyone(NOT_ALLOWED), post=only(*CONTRIBUTORS, allowed=NOT_FOUND)
+    ),
+    "topics.support": Access(get=everyone(NOT_ALLOWED), post=only(*CONTRIBUTORS, allowed=TO_TOPIC)),
+    "topics.withdraw_support": Access(
+        get=everyone(NOT_ALLOWED), post=only(*CONTRIBUTORS, allowed=TO_TOPIC)
+    ),
+    "topics.comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
+    "topics.edit_comment": Access(get=signed_in(NOT_FOUND), post=signed_in(NOT_FOUND)),
+    "topics.report_topic": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
+    "topics.report_comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
+    "topics.moderation": Access(get=only("staff")),
+    "topics.moderate": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_TOPIC)),
+    "topics.merge": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_TOPIC)),
+    "topics.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
+    "topics.settings": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
 }
 
 # A token that looks like an itsdangerous one (payload.timestamp.signature) but is not valid.
@@ -133,10 +164,12 @@ def _app_rules(app: Flask) -> list[Rule]:
 
 @dataclass
 class World:
-    """Rows the URLs point at: a staff target account and a registry."""
+    """Rows the URLs point at: a staff target account, a registry, a topic and a comment."""
 
     target: User
     registry: Registry
+    topic_id: int
+    comment_id: int
 
     def url_values(self) -> dict[str, Any]:
         """Concrete values for every URL argument the app uses."""
@@ -144,13 +177,46 @@ class World:
             "user_id": self.target.id,
             "registry_id": self.registry.id,
             "token": PLAUSIBLE_BAD_TOKEN,
+            "topic_id": self.topic_id,
+            "comment_id": self.comment_id,
         }
 
 
 @pytest.fixture
-def world(make_user, make_registry) -> World:
-    """A clinician awaiting verification (a staff target) and an active registry."""
-    return World(target=make_user(Role.CLINICIAN), registry=make_registry(code="SMSREG"))
+def world(app, make_user, make_registry) -> World:
+    """A clinician awaiting verification (a staff target), an active registry, and a published
+    topic with one comment, both by another participant."""
+    author, staff = make_user(Role.PARTICIPANT), make_user(Role.STAFF)
+    session = Database.new_session(app)
+    try:
+        topic = topic_services.propose_topic(
+            session,
+            session.get(User, author.id),
+            topic_services.TopicDetails(
+                title="Does exercise help MS fatigue?",
+                question="Does it?",
+                rationale="It may.",
+                category=TopicCategory.LIFESTYLE,
+            ),
+            utcnow(),
+            3,
+        )
+        topic_services.change_status(
+            session, session.get(User, staff.id), topic, TopicStatus.PUBLISHED, utcnow()
+        )
+        comment = topic_services.add_comment(
+            session, session.get(User, author.id), topic, "A first comment", utcnow()
+        )
+        session.commit()
+        topic_id, comment_id = topic.id, comment.id
+    finally:
+        session.close()
+    return World(
+        target=make_user(Role.CLINICIAN),
+        registry=make_registry(code="SMSREG"),
+        topic_id=topic_id,
+        comment_id=comment_id,
+    )
 
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
@@ -172,11 +238,12 @@ def _outcome(response: Any, asked: str) -> int | str:
         if next_url != asked:
             return f"→ sign-in?next={next_url} (expected next={asked})"
         return SIGN_IN
-    return f"→ {location.path}"
+    return "→ " + re.sub(r"/\d+(?=/|$)", "/N", location.path)
 
 
-def _check_every_rule(app: Flask, client: FlaskClient, world: World, viewer: str,
-                      column: str) -> list[str]:
+def _check_every_rule(
+    app: Flask, client: FlaskClient, world: World, viewer: str, column: str
+) -> list[str]:
     """Request every rule as the current client and list where the answer differs."""
     mismatches = []
     for rule in _app_rules(app):
@@ -191,9 +258,7 @@ def _check_every_rule(app: Flask, client: FlaskClient, world: World, viewer: str
         if access.post is not None:
             got = _outcome(post_form(client, url, {}), url)
             if got != access.post[column]:
-                mismatches.append(
-                    f"POST {url}: {viewer} got {got}, expected {access.post[column]}"
-                )
+                mismatches.append(f"POST {url}: {viewer} got {got}, expected {access.post[column]}")
     return mismatches
 
 
@@ -227,23 +292,44 @@ def test_every_page_answers_each_viewer_as_the_access_table_says(
 
 
 # Accounts whose status gives no rights (yet) are treated by their role like anybody else:
-# pending and declined custodians get exactly what a non-staff account without special rights
-# (an organisation member) gets. An unconfirmed email address does not change page access
+# pending and declined custodians get what an approved custodian gets on every page that needs
+# no custodian rights (no page needs them yet; pages that will are listed in CUSTODIAN_ONLY and
+# must answer 403 to them). An unconfirmed email address does not change page access
 # (the site asks for confirmation in a banner); a clinician awaiting verification sees the
 # same pages as a verified one (verification changes how their support counts, not access).
 @pytest.mark.parametrize(
     ("viewer", "role", "options", "same_as"),
     [
-        ("custodian, request pending", Role.CUSTODIAN,
-         {"custodian_status": CustodianStatus.PENDING}, "organisation"),
-        ("custodian, request declined", Role.CUSTODIAN,
-         {"custodian_status": CustodianStatus.DECLINED}, "organisation"),
-        ("participant, email unconfirmed", Role.PARTICIPANT, {"email_verified": False},
-         "participant"),
-        ("clinician, claim not verified", Role.CLINICIAN, {"clinician_verified": False},
-         "clinician"),
-        ("organisation, email unconfirmed", Role.ORGANISATION, {"email_verified": False},
-         "organisation"),
+        (
+            "custodian, request pending",
+            Role.CUSTODIAN,
+            {"custodian_status": CustodianStatus.PENDING},
+            "custodian",
+        ),
+        (
+            "custodian, request declined",
+            Role.CUSTODIAN,
+            {"custodian_status": CustodianStatus.DECLINED},
+            "custodian",
+        ),
+        (
+            "participant, email unconfirmed",
+            Role.PARTICIPANT,
+            {"email_verified": False},
+            "participant",
+        ),
+        (
+            "clinician, claim not verified",
+            Role.CLINICIAN,
+            {"clinician_verified": False},
+            "clinician",
+        ),
+        (
+            "organisation, email unconfirmed",
+            Role.ORGANISATION,
+            {"email_verified": False},
+            "organisation",
+        ),
         ("staff, email unconfirmed", Role.STAFF, {"email_verified": False}, "staff"),
     ],
 )
@@ -255,13 +341,21 @@ def test_accounts_without_extra_status_get_what_their_role_gets(
     assert mismatches == [], "\n".join(mismatches)
 
 
-def test_custodians_have_no_pages_beyond_other_non_staff_accounts():
-    # Today no page is for custodians; when one is added, pending and declined custodians
-    # must still match the organisation column (checked above), not the custodian one.
+# Pages that need approved custodian rights (none yet).
+CUSTODIAN_ONLY: frozenset[str] = frozenset()
+
+
+def test_custodians_get_nothing_beyond_other_non_staff_accounts_but_custodian_pages():
+    # An approved custodian's extra rights are only on CUSTODIAN_ONLY pages; everywhere else a
+    # custodian gets at most what any other non-staff signed-in account gets.
     for endpoint, access in ACCESS.items():
+        if endpoint in CUSTODIAN_ONLY:
+            continue
         for expectation in (access.get, access.post):
-            if expectation is not None:
-                assert expectation["custodian"] == expectation["organisation"], endpoint
+            if expectation is None:
+                continue
+            others = {expectation[role] for role in ("participant", "organisation", "clinician")}
+            assert expectation["custodian"] in others | {FORBIDDEN}, endpoint
 
 
 # POST-only endpoints with data that would change rows ----------------------------------------
@@ -272,12 +366,15 @@ def _fresh(session, model: type, row_id: int) -> Any:
 
 def _account_state(session, user_id: int) -> tuple:
     user = _fresh(session, User, user_id)
-    events = session.scalar(
-        sa.select(sa.func.count()).where(AuditEvent.subject_user_id == user_id)
-    )
+    events = session.scalar(sa.select(sa.func.count()).where(AuditEvent.subject_user_id == user_id))
     return (
-        user.role, user.clinician_verified_at is not None, user.custodian_status,
-        user.custodian_registry_id, user.is_active, user.session_version, user.display_name,
+        user.role,
+        user.clinician_verified_at is not None,
+        user.custodian_status,
+        user.custodian_registry_id,
+        user.is_active,
+        user.session_version,
+        user.display_name,
         events,
     )
 
@@ -295,11 +392,15 @@ class StaffAction:
 STAFF_ACTIONS = {
     "verify clinician": StaffAction("clinician", Role.CLINICIAN, {}, {"verified": "yes"}),
     "approve custodian": StaffAction(
-        "custodian", Role.CUSTODIAN, {"custodian_status": CustodianStatus.PENDING},
+        "custodian",
+        Role.CUSTODIAN,
+        {"custodian_status": CustodianStatus.PENDING},
         {"decision": "approve"},
     ),
     "decline custodian": StaffAction(
-        "custodian", Role.CUSTODIAN, {"custodian_status": CustodianStatus.PENDING},
+        "custodian",
+        Role.CUSTODIAN,
+        {"custodian_status": CustodianStatus.PENDING},
         {"decision": "decline", "reason": "Not a custodian of this registry."},
     ),
     "change role": StaffAction("role", Role.PARTICIPANT, {}, {"role": "organisation"}),
@@ -325,7 +426,7 @@ def test_only_staff_change_accounts_through_staff_posts(
 
     after = _account_state(session, target.id)
     if viewer == "staff":
-        assert got == f"→ /staff/users/{target.id}"
+        assert got == "→ /staff/users/N"  # the target's page (ids are written as N)
         assert after != before
     else:
         assert got == (SIGN_IN if viewer == ANONYMOUS else FORBIDDEN)
@@ -340,8 +441,9 @@ def _registries(session) -> list[tuple]:
     session.expire_all()
     return list(
         session.execute(
-            sa.select(Registry.id, Registry.code, Registry.name, Registry.country,
-                      Registry.is_active).order_by(Registry.id)
+            sa.select(
+                Registry.id, Registry.code, Registry.name, Registry.country, Registry.is_active
+            ).order_by(Registry.id)
         )
     )
 
@@ -354,8 +456,9 @@ def test_only_staff_add_and_edit_registries(client, session, make_registry, as_r
         as_role(role, **options)
     before = _registries(session)
 
-    added = _outcome(post_form(client, "/staff/registries/new", REGISTRY_DATA),
-                     "/staff/registries/new")
+    added = _outcome(
+        post_form(client, "/staff/registries/new", REGISTRY_DATA), "/staff/registries/new"
+    )
     edit_url = f"/staff/registries/{registry.id}/edit"
     edited = _outcome(
         post_form(client, edit_url, {**REGISTRY_DATA, "code": "SMSREG", "name": "Renamed"}),
@@ -402,8 +505,9 @@ def test_resend_verification_needs_a_session_and_mails_only_the_signed_in_person
     client, session, make_user, mailbox
 ):
     other = make_user(Role.PARTICIPANT, email_verified=False)
-    got = _outcome(post_form(client, "/verify-email/resend", {"email": other.email}),
-                   "/verify-email/resend")
+    got = _outcome(
+        post_form(client, "/verify-email/resend", {"email": other.email}), "/verify-email/resend"
+    )
     assert got == SIGN_IN
     assert mailbox.messages == []
 
@@ -450,14 +554,22 @@ def test_staff_pages_for_a_missing_account_or_registry(client, as_role, viewer):
 def test_account_urls_never_name_an_account(app):
     account_rules = [r.rule for r in app.url_map.iter_rules() if r.rule.startswith("/account")]
     assert account_rules, "the account pages moved; update this test"
-    assert [r for r in app.url_map.iter_rules()
-            if r.rule.startswith("/account") and r.arguments] == []
+    assert [
+        r for r in app.url_map.iter_rules() if r.rule.startswith("/account") and r.arguments
+    ] == []
 
 
-EDITABLE = ("display_name", "country", "language", "profession", "institution",
-            "organisation_name")
-PROTECTED = ("email", "role", "password_hash", "is_active", "session_version",
-             "custodian_status", "custodian_registry_id", "clinician_verified_at")
+EDITABLE = ("display_name", "country", "language", "profession", "institution", "organisation_name")
+PROTECTED = (
+    "email",
+    "role",
+    "password_hash",
+    "is_active",
+    "session_version",
+    "custodian_status",
+    "custodian_registry_id",
+    "clinician_verified_at",
+)
 
 
 def _row(session, user_id: int) -> dict[str, Any]:
@@ -475,15 +587,27 @@ def test_profile_post_changes_only_the_signed_in_person(
     me = as_role(role, **options)
     my_before = _row(session, me.id)
 
-    response = post_form(client, "/account", {
-        "display_name": "Renamed", "country": "DK", "language": "da",
-        "profession": "Neurologist", "institution": "Karolinska",
-        "organisation_name": "MS Society",
-        # Fields the form does not have, naming the other account or asking for more rights.
-        "user_id": str(other.id), "id": str(other.id), "email": other.email,
-        "role": "staff", "is_active": "n", "custodian_status": "approved",
-        "password_hash": "x", "session_version": "99",
-    })
+    response = post_form(
+        client,
+        "/account",
+        {
+            "display_name": "Renamed",
+            "country": "DK",
+            "language": "da",
+            "profession": "Neurologist",
+            "institution": "Karolinska",
+            "organisation_name": "MS Society",
+            # Fields the form does not have, naming the other account or asking for more rights.
+            "user_id": str(other.id),
+            "id": str(other.id),
+            "email": other.email,
+            "role": "staff",
+            "is_active": "n",
+            "custodian_status": "approved",
+            "password_hash": "x",
+            "session_version": "99",
+        },
+    )
 
     assert _outcome(response, "/account") == TO_ACCOUNT
     assert _row(session, other.id) == other_before
@@ -501,10 +625,17 @@ def test_password_change_affects_only_the_signed_in_person(client, session, make
     my_hash = _row(session, me.id)["password_hash"]
     new_password = "another long passphrase"
 
-    response = post_form(client, "/account/password", {
-        "current_password": PASSWORD, "password": new_password,
-        "password_confirm": new_password, "user_id": str(other.id), "email": other.email,
-    })
+    response = post_form(
+        client,
+        "/account/password",
+        {
+            "current_password": PASSWORD,
+            "password": new_password,
+            "password_confirm": new_password,
+            "user_id": str(other.id),
+            "email": other.email,
+        },
+    )
 
     assert _outcome(response, "/account/password") == TO_ACCOUNT
     assert _row(session, me.id)["password_hash"] != my_hash
@@ -521,15 +652,23 @@ def test_enrolments_change_only_for_the_signed_in_person(
     session.commit()
     me = as_role(Role.PARTICIPANT)
 
-    response = post_form(client, "/account/registries", {
-        "registries": str(second.id), "user_id": str(other.id),
-    })
+    response = post_form(
+        client,
+        "/account/registries",
+        {
+            "registries": str(second.id),
+            "user_id": str(other.id),
+        },
+    )
 
     assert _outcome(response, "/account/registries") == TO_ACCOUNT
     session.expire_all()
-    rows = {tuple(row) for row in session.execute(
-        sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
-    )}
+    rows = {
+        tuple(row)
+        for row in session.execute(
+            sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
+        )
+    }
     assert rows == {(other.id, first.id), (me.id, second.id)}
 
 
@@ -540,8 +679,9 @@ def test_a_csrf_token_from_another_session_is_refused(app, client, make_user, as
     foreign_token = csrf_token(other_client)
     before = _account_state(session, target.id)
 
-    response = client.post(f"/staff/users/{target.id}/active",
-                           data={"csrf_token": foreign_token, "active": "no"})
+    response = client.post(
+        f"/staff/users/{target.id}/active", data={"csrf_token": foreign_token, "active": "no"}
+    )
 
     assert response.status_code == BAD
     assert "Please try again" in response.get_data(as_text=True)

@@ -1,0 +1,291 @@
+"""Topic tables. Supports, support events and status changes are the history; a topic's
+``support_count`` is a maintained counter that ``engage topics reconcile`` checks against the
+support rows."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engage.accounts.models import Role
+from engage.db import Base, UTCDateTime
+
+
+def _enum(enum_class: type[enum.Enum], length: int = 20) -> sa.Enum:
+    return sa.Enum(
+        enum_class,
+        native_enum=False,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class TopicCategory(enum.StrEnum):
+    """What a topic is about."""
+
+    TREATMENTS = "treatments"
+    LIFESTYLE = "lifestyle"
+    SYMPTOMS = "symptoms"
+    PROGRESSION = "progression"
+    INFECTIONS = "infections"
+    CARE = "care"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        """The category's name as people read it."""
+        return CATEGORY_LABELS[self]
+
+
+CATEGORY_LABELS = {
+    TopicCategory.TREATMENTS: "Treatments and disease-modifying therapies",
+    TopicCategory.LIFESTYLE: "Diet, exercise and lifestyle",
+    TopicCategory.SYMPTOMS: "Symptoms and wellbeing",
+    TopicCategory.PROGRESSION: "Progression and prediction",
+    TopicCategory.INFECTIONS: "COVID-19 and infections",
+    TopicCategory.CARE: "Care and services",
+    TopicCategory.OTHER: "Other",
+}
+
+
+class TopicStatus(enum.StrEnum):
+    """Where a topic is in its life."""
+
+    SUBMITTED = "submitted"
+    PUBLISHED = "published"
+    RETURNED = "returned"
+    REJECTED = "rejected"
+    SHORTLISTED = "shortlisted"
+    ADOPTED = "adopted"
+    COMPLETED = "completed"
+    MERGED = "merged"
+    WITHDRAWN = "withdrawn"
+
+    @property
+    def label(self) -> str:
+        """The status as people read it."""
+        return STATUS_LABELS[self]
+
+    @property
+    def is_open_for_support(self) -> bool:
+        """Published and shortlisted topics can be supported (and supports withdrawn)."""
+        return self in OPEN_STATUSES
+
+
+STATUS_LABELS = {
+    TopicStatus.SUBMITTED: "Awaiting moderation",
+    TopicStatus.PUBLISHED: "Open for support",
+    TopicStatus.RETURNED: "Returned to the author",
+    TopicStatus.REJECTED: "Not accepted",
+    TopicStatus.SHORTLISTED: "Shortlisted",
+    TopicStatus.ADOPTED: "Adopted for research",
+    TopicStatus.COMPLETED: "Research completed",
+    TopicStatus.MERGED: "Merged into another topic",
+    TopicStatus.WITHDRAWN: "Withdrawn by the author",
+}
+OPEN_STATUSES = frozenset({TopicStatus.PUBLISHED, TopicStatus.SHORTLISTED})
+# Statuses anyone may read (submitted, returned, rejected and withdrawn topics are private).
+PUBLIC_STATUSES = frozenset(
+    {
+        TopicStatus.PUBLISHED,
+        TopicStatus.SHORTLISTED,
+        TopicStatus.ADOPTED,
+        TopicStatus.COMPLETED,
+        TopicStatus.MERGED,
+    }
+)
+
+
+class Topic(Base):
+    """A proposed research topic."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(sa.String(150))
+    # The research question itself, plain text.
+    question: Mapped[str] = mapped_column(sa.Text)
+    # Why it matters: the author's Markdown source (rendered and sanitised on display).
+    rationale: Mapped[str] = mapped_column(sa.Text)
+    category: Mapped[TopicCategory] = mapped_column(_enum(TopicCategory))
+    status: Mapped[TopicStatus] = mapped_column(_enum(TopicStatus), index=True)
+    # Optional reference links (http or https URLs).
+    reference_links: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
+    author_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    # Maintained in the same transaction as the support rows; reconciled by a command.
+    support_count: Mapped[int] = mapped_column(default=0)
+    # Set when staff merge this topic into another one.
+    merged_into_id: Mapped[int | None] = mapped_column(sa.ForeignKey("topics.id"))
+    # Reference of the governance proposal that adopted the topic, when there is one.
+    proposal_reference: Mapped[str | None] = mapped_column(sa.String(80))
+    # Hidden pending staff review after enough reports.
+    is_hidden: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        sa.Index("ix_topics_status_support_count", "status", "support_count", "id"),
+        sa.Index("ix_topics_status_published_at", "status", "published_at", "id"),
+        sa.CheckConstraint("support_count >= 0", name="support_count_not_negative"),
+    )
+
+
+class TopicStatusChange(Base):
+    """One transition of a topic's status (append-only)."""
+
+    __tablename__ = "topic_status_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("topics.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[TopicStatus | None] = mapped_column(_enum(TopicStatus))
+    to_status: Mapped[TopicStatus] = mapped_column(_enum(TopicStatus))
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    # Why (required when returning, rejecting or merging; shown to the author).
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TopicSupport(Base):
+    """A person's current support of a topic: one per person per topic."""
+
+    __tablename__ = "topic_supports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(sa.ForeignKey("topics.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The supporter's role when supporting, and whether a clinician was verified then.
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    is_verified_clinician: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        sa.UniqueConstraint("topic_id", "user_id"),
+        sa.Index("ix_topic_supports_topic_id_role", "topic_id", "role", "is_verified_clinician"),
+    )
+
+
+class SupportAction(enum.StrEnum):
+    """What happened to a support."""
+
+    CAST = "cast"
+    WITHDRAWN = "withdrawn"
+    MOVED = "moved"  # carried to another topic by a merge
+
+
+class TopicSupportEvent(Base):
+    """Append-only history of supports cast, withdrawn and moved by merges."""
+
+    __tablename__ = "topic_support_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("topics.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    action: Mapped[SupportAction] = mapped_column(_enum(SupportAction))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    is_verified_clinician: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TopicComment(Base):
+    """A comment on a published topic."""
+
+    __tablename__ = "topic_comments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(sa.ForeignKey("topics.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # Markdown source; rendered and sanitised on display.
+    body: Mapped[str] = mapped_column(sa.Text)
+    is_hidden: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (sa.Index("ix_topic_comments_topic_id_created_at", "topic_id", "created_at"),)
+
+
+class ReportStatus(enum.StrEnum):
+    """Where a report stands."""
+
+    OPEN = "open"
+    UPHELD = "upheld"  # staff agreed: the content stays hidden
+    DISMISSED = "dismissed"  # staff disagreed: the content is shown again
+
+
+class ContentReport(Base):
+    """Someone's report of a topic or a comment (one per person per item)."""
+
+    __tablename__ = "content_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    topic_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("topics.id", ondelete="CASCADE"), index=True
+    )
+    # None when the report is about the topic itself.
+    comment_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("topic_comments.id", ondelete="CASCADE")
+    )
+    reporter_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[ReportStatus] = mapped_column(_enum(ReportStatus), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+
+    __table_args__ = (
+        # A person reports an item once. NULL comment ids are distinct in a unique
+        # constraint, so reports of the topic itself get a partial unique index.
+        sa.UniqueConstraint("comment_id", "reporter_id"),
+        sa.Index(
+            "uq_content_reports_topic_reporter",
+            "topic_id",
+            "reporter_id",
+            unique=True,
+            sqlite_where=sa.text("comment_id IS NULL"),
+            postgresql_where=sa.text("comment_id IS NULL"),
+        ),
+    )
+
+
+class TopicSettings(Base):
+    """Settings staff change from the moderation pages (a single row, id 1)."""
+
+    __tablename__ = "topic_settings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # How many open topics one person may support at once; None means no cap.
+    support_budget: Mapped[int | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class TopicNotification(Base):
+    """An email owed to a person about a topic, sent by a scheduled job (the outbox)."""
+
+    __tablename__ = "topic_notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    topic_id: Mapped[int] = mapped_column(sa.ForeignKey("topics.id", ondelete="CASCADE"))
+    # "status_changed" or "merged"; details hold the new status, reason and target topic.
+    kind: Mapped[str] = mapped_column(sa.String(30))
+    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(200))
+
+    __table_args__ = (sa.Index("ix_topic_notifications_pending", "sent_at", "id"),)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -305,3 +306,13 @@ def test_similar_titles_find_public_topics_only(session, people, published):
     found = services.similar_topics(session, "Could vitamin D slow progression?")
     assert [t.id for t in found] == [published.id]
     assert services.similar_topics(session, "the of and") == []
+
+
+def test_public_list_conditions_name_exactly_the_public_statuses():
+    from engage.topics.models import PUBLIC_LIST_PREDICATE, PUBLIC_STATUSES
+    from engage.topics.queries import PUBLIC_LIST_CONDITION
+
+    for text in (PUBLIC_LIST_PREDICATE, PUBLIC_LIST_CONDITION):
+        named = set(re.findall(r"'(\w+)'", text))
+        assert named == {s.value for s in PUBLIC_STATUSES}
+        assert "is_hidden = false" in text

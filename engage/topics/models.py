@@ -100,6 +100,12 @@ PUBLIC_STATUSES = frozenset(
 )
 
 
+# Rows of the public list: the index predicate matches the list query's conditions exactly.
+PUBLIC_LIST_PREDICATE = (
+    "is_hidden = false AND status IN ('published', 'shortlisted', 'adopted', 'completed', 'merged')"
+)
+
+
 class Topic(Base):
     """A proposed research topic."""
 
@@ -131,8 +137,22 @@ class Topic(Base):
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        sa.Index("ix_topics_status_support_count", "status", "support_count", "id"),
-        sa.Index("ix_topics_status_published_at", "status", "published_at", "id"),
+        # The public list reads these partial indexes in order (backwards for "most supported"
+        # and "newest"), so a page costs the same however many topics there are.
+        sa.Index(
+            "ix_topics_public_support_count",
+            "support_count",
+            "id",
+            sqlite_where=sa.text(PUBLIC_LIST_PREDICATE),
+            postgresql_where=sa.text(PUBLIC_LIST_PREDICATE),
+        ),
+        sa.Index(
+            "ix_topics_public_published_at",
+            "published_at",
+            "id",
+            sqlite_where=sa.text(PUBLIC_LIST_PREDICATE),
+            postgresql_where=sa.text(PUBLIC_LIST_PREDICATE),
+        ),
         sa.CheckConstraint("support_count >= 0", name="support_count_not_negative"),
     )
 

@@ -17,6 +17,11 @@ down_revision = "1dc8751eec99"
 branch_labels = None
 depends_on = None
 
+# Kept here, not imported: a migration must not change when the models do.
+PUBLIC_LIST_PREDICATE = (
+    "is_hidden = false AND status IN ('published', 'shortlisted', 'adopted', 'completed', 'merged')"
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -88,10 +93,18 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_topics_author_id"), ["author_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_topics_status"), ["status"], unique=False)
         batch_op.create_index(
-            "ix_topics_status_published_at", ["status", "published_at", "id"], unique=False
+            "ix_topics_public_published_at",
+            ["published_at", "id"],
+            unique=False,
+            sqlite_where=sa.text(PUBLIC_LIST_PREDICATE),
+            postgresql_where=sa.text(PUBLIC_LIST_PREDICATE),
         )
         batch_op.create_index(
-            "ix_topics_status_support_count", ["status", "support_count", "id"], unique=False
+            "ix_topics_public_support_count",
+            ["support_count", "id"],
+            unique=False,
+            sqlite_where=sa.text(PUBLIC_LIST_PREDICATE),
+            postgresql_where=sa.text(PUBLIC_LIST_PREDICATE),
         )
 
     op.create_table(
@@ -402,8 +415,8 @@ def downgrade() -> None:
 
     op.drop_table("topic_comments")
     with op.batch_alter_table("topics", schema=None) as batch_op:
-        batch_op.drop_index("ix_topics_status_support_count")
-        batch_op.drop_index("ix_topics_status_published_at")
+        batch_op.drop_index("ix_topics_public_support_count")
+        batch_op.drop_index("ix_topics_public_published_at")
         batch_op.drop_index(batch_op.f("ix_topics_status"))
         batch_op.drop_index(batch_op.f("ix_topics_author_id"))
 

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.accounts.models import Role, User
+from engage.app import create_app
 from engage.db import Database
 from engage.timeutil import utcnow
 from engage.topics import services
@@ -482,3 +483,29 @@ def test_reconcile_command(runner, make_topic, make_user, session):
     assert bad.exit_code == 1 and f"topic {topic.id}: counter 9, support rows 1" in bad.output
     assert runner.invoke(args=["topics", "reconcile", "--fix"]).exit_code == 0
     assert runner.invoke(args=["topics", "reconcile"]).exit_code == 0
+
+
+def test_proposing_is_rate_limited(database_url, make_user):
+    """Topic submissions are limited (5 per hour by default); viewing the form is not."""
+    limited = create_app(
+        {
+            "ENGAGE_CONFIG": "testing",
+            "DATABASE_URL": database_url,
+            "RATELIMIT_ENABLED": True,
+            "TOPICS_MAX_PENDING": 100,
+        }
+    )
+    client = limited.test_client()
+    try:
+        sign_in(client, make_user(Role.ORGANISATION))
+        statuses = [
+            post_form(
+                client, "/topics/new", {**TOPIC_FORM, "title": f"Rate limited question {n}"}
+            ).status_code
+            for n in range(7)
+        ]
+        form_status = client.get("/topics/new").status_code
+    finally:
+        Database.engine(limited).dispose()
+    assert statuses == [302] * 5 + [429, 429]
+    assert form_status == 200

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from engage.accounts import services as account_services
 from engage.accounts.models import CustodianStatus, Role, User
 from engage.db import Database
 from engage.registries.services import RegistryDetails, ensure_registry
 from engage.timeutil import utcnow
+from engage.topics import services as topic_services
+from engage.topics.models import Topic, TopicCategory, TopicStatus
 
 REGISTRIES = [
     RegistryDetails(code="REMUS", name="Czech National MS Registry (ReMuS)", country="CZ"),
@@ -36,6 +40,50 @@ DEMO_ACCOUNTS = [
 
 class DemoRefused(RuntimeError):
     """Demo data must never reach a production database."""
+
+
+DEMO_TOPICS = [
+    # (title, question, why it matters, category, author email)
+    (
+        "Does vitamin D slow MS progression?",
+        "Does daily vitamin D supplementation slow disability progression in relapsing MS?",
+        "Many of us take vitamin D *without knowing* whether it helps, or how much to take.",
+        TopicCategory.LIFESTYLE,
+        "participant@demo.engage.localhost",
+    ),
+    (
+        "Which exercise helps MS fatigue the most?",
+        "Which kinds of exercise reduce fatigue for people with progressive MS?",
+        "Fatigue is the symptom people with MS name most often, and advice differs a lot.",
+        TopicCategory.SYMPTOMS,
+        "organisation@demo.engage.localhost",
+    ),
+    (
+        "When is it safe to stop a disease-modifying therapy?",
+        "Can people over 55 with stable MS safely stop their disease-modifying therapy?",
+        "Stopping could spare side effects and costs, but nobody wants a relapse.",
+        TopicCategory.TREATMENTS,
+        "clinician@demo.engage.localhost",
+    ),
+]
+
+
+def _seed_topics(session: Session, now: datetime) -> None:
+    """Three published demo topics, each supported by its author (once)."""
+    if session.scalar(sa.select(sa.func.count()).select_from(Topic)):
+        return
+    staff = session.scalar(sa.select(User).where(User.role == Role.STAFF).order_by(User.id))
+    for title, question, rationale, category, email in DEMO_TOPICS:
+        author = session.scalar(sa.select(User).where(User.email == email))
+        topic = topic_services.propose_topic(
+            session,
+            author,
+            topic_services.TopicDetails(title, question, rationale, category),
+            now,
+            max_pending=len(DEMO_TOPICS),
+        )
+        topic_services.change_status(session, staff, topic, TopicStatus.PUBLISHED, now)
+        topic_services.support_topic(session, author, topic.id, now)
 
 
 def _credentials_file(app: Flask) -> Path:
@@ -87,6 +135,8 @@ def seed_demo(app: Flask) -> list[str]:
             lines.append(
                 f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}"
             )
+        session.flush()
+        _seed_topics(session, now)
         session.commit()
     finally:
         session.close()
@@ -94,7 +144,8 @@ def seed_demo(app: Flask) -> list[str]:
     credentials_path.write_text(json.dumps(known, indent=2))
     credentials_path.chmod(0o600)
     header = [
-        f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts.",
+        f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts, "
+        f"{len(DEMO_TOPICS)} research topics.",
         "Demo sign-ins (role, email, password):",
     ]
     return header + lines

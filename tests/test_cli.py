@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from engage.accounts.models import CustodianStatus, Role, User
 from engage.audit import AuditEvent
 from engage.registries.models import Registry
+from engage.topics.models import Topic, TopicSupport
 from tests.conftest import sign_in
 
 
@@ -107,6 +108,8 @@ def test_demo_seed_is_idempotent(app, runner, session):
     assert second.exit_code == 0
     assert session.scalar(sa.select(sa.func.count()).select_from(Registry)) == 6
     assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 5
+    assert session.scalar(sa.select(sa.func.count()).select_from(Topic)) == 3
+    assert session.scalar(sa.select(sa.func.count()).select_from(TopicSupport)) == 3
     countries = set(session.scalars(sa.select(Registry.country)))
     assert countries == {"CZ", "DK", "FR", "IT", "SE", "INT"}
     # Each run prints the same sign-ins, and the printed password works.

@@ -57,7 +57,9 @@ def users():
         pending_only=bool(form.pending.data),
         page=_page_arg(),
     )
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    # Only the search's own parameters go into page links: passed on to url_for, names such as
+    # "endpoint" or "_external" would break or redirect the link.
+    args = {k: v for k, v in request.args.items() if k in ("q", "role", "pending")}
     return render_template("staff/users.html", form=form, result=result, args=args)
 
 

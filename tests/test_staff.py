@@ -200,3 +200,12 @@ def test_audit_events_are_append_only(session, staff):
     session.delete(event)
     with pytest.raises(AuditLogIsAppendOnly):
         session.flush()
+
+
+def test_people_list_page_links_keep_only_search_parameters(client, staff, make_user):
+    for n in range(30):
+        make_user(Role.PARTICIPANT, display_name=f"Person {n:02d}")
+    response = client.get("/staff/users?q=person&endpoint=x&_external=1&_anchor=a")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'href="/staff/users?page=2&amp;q=person"' in page

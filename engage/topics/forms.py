@@ -19,6 +19,7 @@ from wtforms.validators import (
     Length,
     NumberRange,
     Optional,
+    StopValidation,
     ValidationError,
 )
 
@@ -92,8 +93,16 @@ class TopicForm(Form):
         if len(links) > MAX_REFERENCE_LINKS:
             raise ValidationError(f"Give at most {MAX_REFERENCE_LINKS} links.")
         for link in links:
-            parts = urlsplit(link)
-            if parts.scheme not in {"http", "https"} or not parts.netloc or len(link) > 500:
+            try:
+                parts = urlsplit(link)
+            except ValueError:  # e.g. an unclosed "[" or a host that is not one after NFKC
+                parts = None
+            if (
+                parts is None
+                or parts.scheme not in {"http", "https"}
+                or not parts.netloc
+                or len(link) > 500
+            ):
                 raise ValidationError(f"“{link[:60]}” is not a web address starting with https://")
 
     def links(self) -> list[str]:
@@ -170,12 +179,20 @@ class MergeForm(Form):
     )
 
 
+def _sent(form: Form, field: IntegerField) -> None:
+    """Refuse a post without the field at all: a browser sends the box even when it is empty,
+    and only an empty box means "no limit"."""
+    if not field.raw_data:
+        raise StopValidation("Enter a number, or leave the box empty for no limit.")
+
+
 class SupportBudgetForm(Form):
     """Staff cap how many open topics one person may support at once."""
 
     budget = IntegerField(
         "Most open topics one person may support at once",
         validators=[
+            _sent,
             Optional(),
             NumberRange(min=1, max=10_000, message="Enter a number from 1 to 10,000."),
         ],

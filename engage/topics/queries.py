@@ -167,7 +167,12 @@ def list_topics(
     if sort == TopicSort.NEWEST:
         order = [Topic.published_at.desc(), Topic.id.desc()]
     elif sort == TopicSort.RANDOM:
-        order = [(Topic.id * SHUFFLE_MULTIPLIER + seed) % SHUFFLE_MODULUS, Topic.id]
+        # In 64-bit arithmetic: PostgreSQL would otherwise bind the constants as 32-bit integers
+        # (the multiplier does not fit) and the product would overflow.
+        big_id = sa.cast(Topic.id, sa.BigInteger)
+        multiplier = sa.literal(SHUFFLE_MULTIPLIER, sa.BigInteger)
+        modulus = sa.literal(SHUFFLE_MODULUS, sa.BigInteger)
+        order = [(big_id * multiplier + seed) % modulus, Topic.id]
     else:
         order = [Topic.support_count.desc(), Topic.id.desc()]
     page = max(1, page)

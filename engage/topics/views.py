@@ -49,6 +49,9 @@ from engage.topics.models import (
 topics = Blueprint("topics", __name__, url_prefix="/topics")
 CONTRIBUTORS = (Role.PARTICIPANT, Role.CLINICIAN, Role.ORGANISATION)
 PAGE_SIZES = (10, 20, 50)
+# The list's own parameters, kept in its page links. Others are dropped: passed on to url_for,
+# names such as "endpoint" or "_method" are a 500 and "_anchor" or "_external" change the link.
+LIST_FILTERS = ("q", "category", "status", "sort", "per_page")
 
 
 def _viewer() -> User | None:
@@ -111,7 +114,7 @@ def list_topics():
         page=_int_arg("page", 1, 1, 100_000),
         per_page=per_page,
     )
-    args = {k: v for k, v in request.args.items() if k != "page"}
+    args = {k: v for k, v in request.args.items() if k in LIST_FILTERS}
     viewer = _viewer()
     return render_template(
         "topics/list.html",
@@ -320,7 +323,13 @@ def withdraw(topic_id: int):
 def _back_to(topic_id: int) -> str:
     """Where to return after a support action: the page it came from, if on this site."""
     target = request.form.get("next", "")
-    if target.startswith("/topics") and "//" not in target and "\\" not in target:
+    # Control characters (a CR or LF is a 500 in a Location header) never come from a link.
+    if (
+        target.startswith("/topics")
+        and "//" not in target
+        and "\\" not in target
+        and target.isprintable()
+    ):
         return target
     return url_for("topics.detail", topic_id=topic_id)
 
@@ -584,7 +593,10 @@ def resolve(topic_id: int):
     if form.comment_id.data:
         comment_row = (
             session.get(TopicComment, int(form.comment_id.data))
-            if form.comment_id.data.isdigit() and len(form.comment_id.data) < 10
+            # isdigit() alone takes "²", which int() refuses.
+            if form.comment_id.data.isascii()
+            and form.comment_id.data.isdigit()
+            and len(form.comment_id.data) < 10
             else None
         )
         if comment_row is None or comment_row.topic_id != topic.id:

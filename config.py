@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 
 DEFAULT_SECRET_KEY = "dev-only-not-secret"  # noqa: S105 - refused in production
@@ -22,6 +24,16 @@ def _env_int(name: str, default: int) -> int:
     """Read an integer environment variable, falling back to ``default``."""
     value = os.environ.get(name)
     return int(value) if value not in (None, "") else default
+
+
+def _derived_receipt_key(secret_key: str) -> str:
+    """A consent-receipt key derived from ``SECRET_KEY``, for development and tests only.
+
+    Production must set its own ``CONSENT_RECEIPT_KEY``: receipts stay verifiable for years,
+    so their key must not change when the session secret is rotated (and must not be guessable
+    from a development default).
+    """
+    return hmac.new(secret_key.encode(), b"engage consent receipts", hashlib.sha256).hexdigest()
 
 
 class ConfigurationError(RuntimeError):
@@ -75,6 +87,17 @@ class Config:
         self.TOPICS_COMMENT_EDIT_MINUTES = _env_int("TOPICS_COMMENT_EDIT_MINUTES", 15)
         self.TOPICS_CREATE_RATE_LIMIT = "5 per hour;20 per day"
 
+        # Consent: the key that signs receipts (HMAC-SHA256), the reading level above which
+        # publishing a form needs a justification, review reminders, and what receipts name.
+        self.CONSENT_RECEIPT_KEY = os.environ.get("CONSENT_RECEIPT_KEY") or None
+        self.CONSENT_MAX_READING_GRADE = _env_int("CONSENT_MAX_READING_GRADE", 8)
+        self.CONSENT_REVIEW_REMINDER_DAYS = _env_int("CONSENT_REVIEW_REMINDER_DAYS", 14)
+        self.CONSENT_MAX_REMINDERS = _env_int("CONSENT_MAX_REMINDERS", 3)
+        self.CONSENT_JURISDICTION = os.environ.get("CONSENT_JURISDICTION", "EU")
+        self.CONSENT_CONTROLLER = os.environ.get(
+            "CONSENT_CONTROLLER", "MS research network coordination centre"
+        )
+
         self.SIGN_IN_RATE_LIMIT = "10 per minute;50 per hour"
         self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"
         self.RESET_RATE_LIMIT = "5 per minute;20 per hour"
@@ -106,6 +129,8 @@ class DevelopmentConfig(Config):
         super().__init__()
         self.DEBUG = _env_bool("FLASK_DEBUG", False)
         self.SCHEDULER_IN_PROCESS = _env_bool("SCHEDULER_IN_PROCESS", True)
+        # Development only: derived from SECRET_KEY when not set (production refuses that).
+        self.CONSENT_RECEIPT_KEY = self.CONSENT_RECEIPT_KEY or _derived_receipt_key(self.SECRET_KEY)
 
 
 class TestingConfig(Config):
@@ -125,6 +150,8 @@ class TestingConfig(Config):
         self.PASSWORD_HASH_MEMORY_COST = 8
         self.PASSWORD_HASH_PARALLELISM = 1
         self.SERVER_NAME = None
+        # Tests only: derived from the test secret when not set (production refuses that).
+        self.CONSENT_RECEIPT_KEY = self.CONSENT_RECEIPT_KEY or _derived_receipt_key(self.SECRET_KEY)
 
 
 class ProductionConfig(Config):
@@ -149,6 +176,16 @@ class ProductionConfig(Config):
             )
         elif len(self.SECRET_KEY) < 32:
             found.append("SECRET_KEY is too short: use at least 32 random characters.")
+        if not self.CONSENT_RECEIPT_KEY:
+            found.append(
+                "CONSENT_RECEIPT_KEY is missing: set it to a long random value that never "
+                "changes (it signs consent receipts, which must stay verifiable), for example: "
+                "python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        elif len(self.CONSENT_RECEIPT_KEY) < 32:
+            found.append("CONSENT_RECEIPT_KEY is too short: use at least 32 random characters.")
+        elif self.CONSENT_RECEIPT_KEY == self.SECRET_KEY:
+            found.append("CONSENT_RECEIPT_KEY must differ from SECRET_KEY.")
         if not self.DATABASE_URL or not self.DATABASE_URL.startswith("postgresql"):
             found.append(
                 "Production needs PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL "

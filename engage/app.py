@@ -116,12 +116,13 @@ def _bind_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from engage.accounts.views import account, auth
+    from engage.consent.views import consent, consent_staff
     from engage.pages import pages
     from engage.staff_views import staff
     from engage.topics.views import topics
 
     app.url_map.converters["int"] = DatabaseIdConverter
-    for blueprint in (pages, auth, account, staff, topics):
+    for blueprint in (pages, auth, account, staff, topics, consent, consent_staff):
         app.register_blueprint(blueprint)
 
 
@@ -181,12 +182,14 @@ def _add_security_headers(app: Flask) -> None:
 
 def _register_jobs(app: Flask) -> None:
     from engage.accounts import jobs as account_jobs
+    from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
     from engage.topics import jobs as topic_jobs
 
     registry = JobRegistry()
     account_jobs.register(registry)
     topic_jobs.register(registry)
+    consent_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
 
 

@@ -30,9 +30,19 @@ def cli() -> None:
 
 def register_commands(app: Flask) -> None:
     """Attach Engage's command groups to ``app.cli`` (called by the factory)."""
+    from engage.consent.cli import audit_group, consent_group
     from engage.topics.cli import topics_group
 
-    groups = (run_command, db_group, users_group, demo_group, scheduler_group, topics_group)
+    groups = (
+        run_command,
+        db_group,
+        users_group,
+        demo_group,
+        scheduler_group,
+        topics_group,
+        consent_group,
+        audit_group,
+    )
     for command in groups:
         app.cli.add_command(command)
 

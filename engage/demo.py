@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from engage.accounts import services as account_services
 from engage.accounts.models import CustodianStatus, Role, User
+from engage.consent.receipts import ReceiptIssuer
+from engage.consent.seed import ensure_demo_choices, ensure_first_form
 from engage.db import Database
 from engage.registries.services import RegistryDetails, ensure_registry
 from engage.timeutil import utcnow
@@ -137,6 +139,7 @@ def seed_demo(app: Flask) -> list[str]:
             )
         session.flush()
         _seed_topics(session, now)
+        _seed_consent(session, app, now)
         session.commit()
     finally:
         session.close()
@@ -145,7 +148,16 @@ def seed_demo(app: Flask) -> list[str]:
     credentials_path.chmod(0o600)
     header = [
         f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts, "
-        f"{len(DEMO_TOPICS)} research topics.",
+        f"{len(DEMO_TOPICS)} research topics, the first consent form.",
         "Demo sign-ins (role, email, password):",
     ]
     return header + lines
+
+
+def _seed_consent(session: Session, app: Flask, now: datetime) -> None:
+    """The network's first consent form, published, and the demo participant's first choices."""
+    by_role = {role: email for role, email, _name, _country in DEMO_ACCOUNTS}
+    staff = session.scalar(sa.select(User).where(User.email == by_role[Role.STAFF]))
+    participant = session.scalar(sa.select(User).where(User.email == by_role[Role.PARTICIPANT]))
+    ensure_first_form(session, staff, now, app.config["CONSENT_MAX_READING_GRADE"])
+    ensure_demo_choices(session, participant, now, ReceiptIssuer.from_config(app.config))

@@ -1,5 +1,6 @@
-"""End to end in headless Chromium: joining, signing in, staff verification, password reset and
-accessibility basics, all through visible labels, roles and links as a new user would.
+"""End to end in headless Chromium: joining, signing in, staff verification, password reset,
+accessibility basics and research topics, all through visible labels, roles and links as a new
+user would.
 
 Fixtures (``browser``, ``live_server``, ``page``, ``page_problems``) are in
 ``tests/fixtures_browser.py``; these tests run on SQLite only.
@@ -12,7 +13,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from engage.accounts.models import Role
+from engage.accounts.models import Role, User
+from engage.db import Database
+from engage.timeutil import utcnow
+from engage.topics import services as topic_services
+from engage.topics.models import TopicCategory, TopicStatus
 from tests.conftest import PASSWORD
 from tests.fixtures_browser import PageProblems
 
@@ -228,4 +233,149 @@ def test_forgotten_password_is_reset_from_the_emailed_link(
     page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
     page.get_by_role("button", name="Sign in").click()
     expect(_status(page, "Welcome, Rosa")).to_be_visible()
+    page_problems.assert_none()
+
+
+# Research topics ------------------------------------------------------------------------------
+def _topic(app, make_user, title: str, status: TopicStatus = TopicStatus.PUBLISHED) -> int:
+    """A topic by a new participant, brought to ``status`` by staff; return its number."""
+    author, staff = make_user(Role.PARTICIPANT), make_user(Role.STAFF)
+    session = Database.new_session(app)
+    try:
+        details = topic_services.TopicDetails(
+            title=title,
+            question="What should research find out?",
+            rationale="It matters to many of us.",
+            category=TopicCategory.LIFESTYLE,
+        )
+        topic = topic_services.propose_topic(
+            session, session.get(User, author.id), details, utcnow(), max_pending=10
+        )
+        if status == TopicStatus.PUBLISHED:
+            topic_services.change_status(
+                session, session.get(User, staff.id), topic, status, utcnow()
+            )
+        session.commit()
+        return topic.id
+    finally:
+        session.close()
+
+
+def _sign_out(page: Page) -> None:
+    """Sign out from the navigation."""
+    _nav(page).get_by_role("button", name="Sign out").click()
+    expect(_status(page, "You are signed out.")).to_be_visible()
+
+
+def _open_topic(page: Page, title: str) -> None:
+    """Go to the topic list from the navigation and open ``title``."""
+    _nav(page).get_by_role("link", name="Topics").click()
+    page.get_by_role("link", name=title, exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(title)
+
+
+def test_a_topic_is_proposed_published_supported_and_a_support_withdrawn(
+    page: Page, app, make_user, page_problems: PageProblems
+):
+    existing = "Does vitamin D slow MS progression in adults?"
+    _topic(app, make_user, existing)
+    author = make_user(Role.PARTICIPANT, display_name="Sam Lind")
+    staff = make_user(Role.STAFF, display_name="Stina Staff")
+    clinician = make_user(Role.CLINICIAN, clinician_verified=True, display_name="Dr Ada Berg")
+    title = "Does vitamin D slow MS progression?"
+
+    page.goto("/")
+    _sign_in(page, author.email, PASSWORD)
+    expect(_status(page, "Welcome, Sam Lind")).to_be_visible()
+    _nav(page).get_by_role("link", name="Topics").click()
+    page.get_by_role("link", name="Propose a topic").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Propose a research topic")
+    page.get_by_label("Title", exact=True).fill(title)
+    page.get_by_label("Research question").fill(
+        "Does a daily vitamin D supplement slow disability progression in relapsing MS?"
+    )
+    page.get_by_label("Why it matters").fill(
+        "Many of us take it *without* knowing whether it helps."
+    )
+    page.get_by_label("Category").select_option(label="Diet, exercise and lifestyle")
+    page.get_by_role("button", name="Submit my topic").click()
+
+    duplicates = page.get_by_role("status").filter(
+        has=page.get_by_role("heading", name="Possible duplicates")
+    )
+    expect(duplicates).to_be_visible()
+    expect(duplicates.get_by_role("link", name=existing)).to_be_visible()
+    expect(page.get_by_label("Title", exact=True)).to_have_value(title)
+    page.get_by_label("None of these is my topic: submit it anyway").check()
+    page.get_by_role("button", name="Submit my topic").click()
+    expect(_status(page, "Thank you: your topic is submitted.")).to_be_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text(title)
+    _sign_out(page)
+
+    _sign_in(page, staff.email, PASSWORD)
+    _nav(page).get_by_role("link", name="Moderation").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Topic moderation")
+    page.get_by_role("link", name=title, exact=True).click()
+    page.get_by_label("New status").select_option(label="Open for support")
+    page.get_by_role("button", name="Change status").click()
+    expect(_status(page, "The topic is now “open for support”.")).to_be_visible()
+    _sign_out(page)
+
+    _sign_in(page, clinician.email, PASSWORD)
+    _open_topic(page, title)
+    page.get_by_role("button", name="Support this topic").click()
+    expect(_status(page, "Thank you for your support.")).to_be_visible()
+    _sign_out(page)
+
+    _sign_in(page, author.email, PASSWORD)
+    _open_topic(page, title)
+    page.get_by_role("button", name="Support this topic").click()
+    expect(_status(page, "Thank you for your support.")).to_be_visible()
+    chart = page.get_by_role("img", name="Supports by role")
+    expect(chart).to_be_visible()
+    expect(chart.locator("title")).to_contain_text("People with MS 1")
+    expect(chart.locator("title")).to_contain_text("Verified healthcare professionals 1")
+    expect(page.get_by_text("2 supports in all")).to_be_visible()
+    expect(page.get_by_text("You support this topic.")).to_be_visible()
+
+    page.get_by_role("button", name="Withdraw my support").click()
+    expect(_status(page, "Your support is withdrawn.")).to_be_visible()
+    expect(page.get_by_text("1 support in all")).to_be_visible()
+    expect(chart.locator("title")).to_contain_text("People with MS 0")
+    expect(page.get_by_role("button", name="Support this topic")).to_be_visible()
+    page_problems.assert_none()
+
+
+def test_typing_a_title_suggests_published_topics_with_similar_titles(
+    page: Page, app, make_user, page_problems: PageProblems
+):
+    published = "Does vitamin D slow MS progression?"
+    hostile = '<img src=x onerror="window.__pwned=1"> Vitamin D and progression'
+    published_id = _topic(app, make_user, published)
+    _topic(app, make_user, hostile)
+    _topic(app, make_user, "Vitamin D and progression, privately", TopicStatus.SUBMITTED)
+    author = make_user(Role.ORGANISATION, display_name="MS Society")
+
+    page.goto("/")
+    _sign_in(page, author.email, PASSWORD)
+    _nav(page).get_by_role("link", name="Topics").click()
+    with page.expect_response(lambda response: "/static/topics.js" in response.url) as script:
+        page.get_by_role("link", name="Propose a topic").click()
+    assert script.value.status == 200
+    assert "javascript" in script.value.headers["content-type"]
+
+    title = page.get_by_label("Title", exact=True)
+    title.press_sequentially("vitamin D progression", delay=20)
+    suggestions = page.locator("#similar-titles")
+    expect(suggestions).to_have_attribute("aria-live", "polite")
+    suggestion = suggestions.get_by_role("link", name=published, exact=True)
+    expect(suggestion).to_be_visible()
+    expect(suggestion).to_have_attribute("href", f"/topics/{published_id}")
+    expect(suggestions.get_by_role("link", name=hostile, exact=True)).to_be_visible()  # as text
+    expect(suggestions.locator("img")).to_have_count(0)
+    expect(suggestions).not_to_contain_text("privately")
+    assert page.evaluate("() => window.__pwned") is None
+
+    title.fill("MS")  # too short to look up: the suggestions go away
+    expect(suggestions.get_by_role("link")).to_have_count(0)
     page_problems.assert_none()

@@ -6,6 +6,8 @@ import sqlalchemy as sa
 
 from engage.accounts.models import CustodianStatus, Role, User
 from engage.audit import AuditEvent
+from engage.consent import queries as consent_queries
+from engage.consent.models import ConsentEvent, ConsentFormVersion, VersionStatus
 from engage.registries.models import Registry
 from engage.topics.models import Topic, TopicSupport
 from tests.conftest import sign_in
@@ -110,6 +112,13 @@ def test_demo_seed_is_idempotent(app, runner, session):
     assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 5
     assert session.scalar(sa.select(sa.func.count()).select_from(Topic)) == 3
     assert session.scalar(sa.select(sa.func.count()).select_from(TopicSupport)) == 3
+    # One published consent form; the demo participant's first choices, recorded once.
+    versions = list(session.scalars(sa.select(ConsentFormVersion)))
+    assert [(v.number, v.status) for v in versions] == [(1, VersionStatus.PUBLISHED)]
+    assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 8
+    demo_participant = session.scalar(sa.select(User).where(User.role == Role.PARTICIPANT))
+    assert consent_queries.permits(session, demo_participant.id, ["GENOMIC_DATA"])
+    assert not consent_queries.permits(session, demo_participant.id, ["COMMERCIAL_RESEARCH"])
     countries = set(session.scalars(sa.select(Registry.country)))
     assert countries == {"CZ", "DK", "FR", "IT", "SE", "INT"}
     # Each run prints the same sign-ins, and the printed password works.

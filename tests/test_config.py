@@ -9,6 +9,7 @@ from engage.app import create_app
 
 PG_URL = "postgresql+psycopg://engage@db.internal/engage"
 GOOD_SECRET = "x" * 64
+GOOD_RECEIPT_KEY = "r" * 64
 
 
 @pytest.fixture
@@ -17,6 +18,7 @@ def production_env(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("DATABASE_URL", PG_URL)
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
+    monkeypatch.setenv("CONSENT_RECEIPT_KEY", GOOD_RECEIPT_KEY)
     return monkeypatch
 
 
@@ -45,6 +47,53 @@ def test_production_refuses_sqlite(production_env, url):
         production_env.setenv("DATABASE_URL", url)
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         create_app()
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (None, "CONSENT_RECEIPT_KEY is missing"),
+        ("", "CONSENT_RECEIPT_KEY is missing"),
+        ("short", "CONSENT_RECEIPT_KEY is too short"),
+        (GOOD_SECRET, "CONSENT_RECEIPT_KEY must differ from SECRET_KEY"),
+    ],
+)
+def test_production_refuses_a_missing_short_or_reused_receipt_key(production_env, key, problem):
+    if key is None:
+        production_env.delenv("CONSENT_RECEIPT_KEY")
+    else:
+        production_env.setenv("CONSENT_RECEIPT_KEY", key)
+    with pytest.raises(ConfigurationError, match=problem):
+        create_app()
+
+
+def test_development_derives_a_receipt_key_unless_one_is_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.sqlite'}")
+    monkeypatch.delenv("CONSENT_RECEIPT_KEY", raising=False)
+    derived = load_config("development").CONSENT_RECEIPT_KEY
+    assert derived and len(derived) == 64 and derived != DEFAULT_SECRET_KEY
+    assert derived == load_config("development").CONSENT_RECEIPT_KEY  # stable across restarts
+    monkeypatch.setenv("CONSENT_RECEIPT_KEY", GOOD_RECEIPT_KEY)
+    assert load_config("development").CONSENT_RECEIPT_KEY == GOOD_RECEIPT_KEY
+    assert load_config("production").CONSENT_RECEIPT_KEY == GOOD_RECEIPT_KEY
+    monkeypatch.delenv("CONSENT_RECEIPT_KEY")
+    assert load_config("production").CONSENT_RECEIPT_KEY is None  # never derived in production
+
+
+def test_consent_settings_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CONSENT_MAX_READING_GRADE", "10")
+    monkeypatch.setenv("CONSENT_REVIEW_REMINDER_DAYS", "7")
+    monkeypatch.setenv("CONSENT_MAX_REMINDERS", "2")
+    monkeypatch.setenv("CONSENT_JURISDICTION", "SE")
+    monkeypatch.setenv("CONSENT_CONTROLLER", "Karolinska Institutet")
+    config = load_config("development")
+    assert (
+        config.CONSENT_MAX_READING_GRADE,
+        config.CONSENT_REVIEW_REMINDER_DAYS,
+        config.CONSENT_MAX_REMINDERS,
+        config.CONSENT_JURISDICTION,
+        config.CONSENT_CONTROLLER,
+    ) == (10, 7, 2, "SE", "Karolinska Institutet")
 
 
 def test_unknown_environment_name_is_refused(monkeypatch):

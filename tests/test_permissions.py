@@ -22,11 +22,15 @@ from werkzeug.routing import Rule
 
 from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
 from engage.audit import AuditEvent
+from engage.consent import services as consent_services
+from engage.consent.models import ConsentEvent, ConsentFormVersion, VersionStatus
+from engage.consent.seed import FIRST_FORM
 from engage.db import Database
 from engage.registries.models import Registry
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
+from tests import consent_support
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
 
 # Outcomes: an HTTP status, or a redirect written as "→ <path>" ("→ sign-in" is checked to
@@ -150,6 +154,43 @@ ACCESS: dict[str, Access] = {
     "topics.merge": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_TOPIC)),
     "topics.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
     "topics.settings": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
+    # Consent. A participant's pages show and change only their own consent: the world's receipt
+    # belongs to another participant, so it is not found. Other roles have no consent (403).
+    # An empty form lacks the version and page state: 400. Published form versions are public.
+    "consent.dashboard": Access(get=only("participant")),
+    "consent.change_choice": Access(
+        get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)
+    ),
+    "consent.withdraw_optional": Access(
+        get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)
+    ),
+    "consent.leave": Access(get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)),
+    "consent.review": Access(get=only("participant"), post=only("participant", allowed=BAD)),
+    "consent.form_version": Access(get=everyone(OK)),
+    "consent.history": Access(get=only("participant")),
+    "consent.receipt": Access(get=only("participant", allowed=NOT_FOUND)),
+    "consent.receipt_json": Access(get=only("participant", allowed=NOT_FOUND)),
+    "consent.export_json": Access(get=only("participant")),
+    "consent.export_fhir": Access(get=only("participant")),
+    # Consent staff pages: the world's version and scope are a draft's, so they are editable.
+    "consent_staff.forms": Access(get=only("staff")),
+    "consent_staff.new_version": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "consent_staff.version": Access(get=only("staff")),
+    "consent_staff.edit_version": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "consent_staff.add_scope": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "consent_staff.edit_scope": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "consent_staff.remove_scope": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "consent_staff.publish": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "consent_staff.erasure_queue": Access(get=only("staff")),
+    "consent_staff.update_erasure": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    # The world's user_id is a clinician: consent pages exist for participants only.
+    "consent_staff.participant": Access(
+        get=only("staff", allowed=NOT_FOUND), post=only("staff", allowed=NOT_FOUND)
+    ),
 }
 
 # A token that looks like an itsdangerous one (payload.timestamp.signature) but is not valid.
@@ -164,12 +205,15 @@ def _app_rules(app: Flask) -> list[Rule]:
 
 @dataclass
 class World:
-    """Rows the URLs point at: a staff target account, a registry, a topic and a comment."""
+    """Rows the URLs point at: a staff target account, a registry, a topic and a comment, and
+    consent rows: another participant's receipt and erasure request, the published form
+    (number 1) and a draft version with its scopes."""
 
     target: User
     registry: Registry
     topic_id: int
     comment_id: int
+    consent: dict[str, Any]
 
     def url_values(self) -> dict[str, Any]:
         """Concrete values for every URL argument the app uses."""
@@ -179,6 +223,7 @@ class World:
             "token": PLAUSIBLE_BAD_TOKEN,
             "topic_id": self.topic_id,
             "comment_id": self.comment_id,
+            **self.consent,
         }
 
 
@@ -209,6 +254,7 @@ def world(app, make_user, make_registry) -> World:
         )
         session.commit()
         topic_id, comment_id = topic.id, comment.id
+        consent = _consent_world(app, session, author, staff)
     finally:
         session.close()
     return World(
@@ -216,7 +262,35 @@ def world(app, make_user, make_registry) -> World:
         registry=make_registry(code="SMSREG"),
         topic_id=topic_id,
         comment_id=comment_id,
+        consent=consent,
     )
+
+
+def _consent_world(app: Flask, session, author: User, staff: User) -> dict[str, Any]:
+    """Version 1 published; ``author`` consented, then asked for erasure; version 2 a draft."""
+    version = consent_support.publish(session, staff)
+    outcome = consent_support.join(app, session, author)
+    erasure = consent_services.leave_programme(
+        session,
+        session.get(User, author.id),
+        consent_services.LeaveOption.ERASE,
+        version_id=version.id,
+        state=consent_services.current_state(session, author.id),
+        now=utcnow(),
+        issuer=consent_support.issuer(app),
+    ).erasure
+    draft = consent_services.create_draft(
+        session, session.get(User, staff.id), FIRST_FORM, utcnow()
+    )
+    scope_id = consent_services.scopes_of(session, draft.id)[0].id
+    session.commit()
+    return {
+        "receipt_id": outcome.receipt.id,
+        "request_id": erasure.id,
+        "number": version.number,
+        "version_id": draft.id,
+        "scope_id": scope_id,
+    }
 
 
 def _url(app: Flask, rule: Rule, world: World) -> str:
@@ -499,6 +573,64 @@ def test_only_participants_record_registry_enrolments(
     else:
         assert got == (SIGN_IN if viewer == ANONYMOUS else FORBIDDEN)
         assert rows == []
+
+
+def _consent_rows(session) -> tuple:
+    session.expire_all()
+    events = session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent))
+    versions = list(
+        session.execute(
+            sa.select(ConsentFormVersion.number, ConsentFormVersion.status).order_by(
+                ConsentFormVersion.number
+            )
+        )
+    )
+    return events, versions
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_only_participants_record_consent_and_only_staff_publish_forms(
+    app, client, session, make_user, as_role, viewer
+):
+    staff = make_user(Role.STAFF)
+    published = consent_support.publish(session, staff)
+    draft = consent_services.create_draft(
+        session, session.get(User, staff.id), FIRST_FORM, utcnow()
+    )
+    session.commit()
+    draft_id = draft.id
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        as_role(role, **options)
+    before = _consent_rows(session)
+    state = consent_services.state_token(None)
+
+    choice = _outcome(
+        post_form(
+            client,
+            "/consent/choice",
+            {
+                "version_id": published.id,
+                "state": state,
+                "scope": "GENOMIC_DATA",
+                "decision": "permit",
+            },
+        ),
+        "/consent/choice",
+    )
+    publish_url = f"/staff/consent/forms/{draft_id}/publish"
+    publishing = _outcome(post_form(client, publish_url, {"confirm": "y"}), publish_url)
+
+    events, versions = _consent_rows(session)
+    refused = SIGN_IN if viewer == ANONYMOUS else FORBIDDEN
+    assert choice == ("→ /consent" if viewer == "participant" else refused)
+    assert events == before[0] + (1 if viewer == "participant" else 0)
+    if viewer == "staff":
+        assert publishing == "→ /staff/consent/forms/N"
+        assert versions == [(1, VersionStatus.SUPERSEDED), (2, VersionStatus.PUBLISHED)]
+    else:
+        assert publishing == refused
+        assert versions == before[1]
 
 
 def test_resend_verification_needs_a_session_and_mails_only_the_signed_in_person(

@@ -1,0 +1,1 @@
+"""Dynamic consent: versioned forms, per-scope choices, a hash-chained ledger and receipts."""

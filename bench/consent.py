@@ -9,8 +9,8 @@ Data sets (participants × consent events each):
 
 Each participant first decides on the 8 scopes of the seed form (8 events), then changes
 optional scopes (the other events); registry enrolments spread participants over 6 registries
-(every tenth in two). Current choices and the permitted-scope masks are then derived from the
-events with set-based SQL, as the services would have left them.
+(every tenth in two). Current choices, the permitted-scope masks and their per-registry copies
+are then derived from the events with set-based SQL, as the services would have left them.
 
 For each data set it prints the median (and 95th percentile) of: the cohort count of a 3-scope
 purpose (MS research with genomic and imaging data) overall and per registry, through
@@ -213,6 +213,15 @@ def build(app, participants: int, events_each: int) -> dict[str, float]:
                 """
             )
         )
+        conn.execute(
+            sa.text(
+                """
+                INSERT INTO consent_registry_masks (user_id, registry_id, permitted_mask)
+                SELECT e.user_id, e.registry_id, p.permitted_mask
+                FROM registry_enrolments e JOIN consent_participants p ON p.user_id = e.user_id
+                """
+            )
+        )
         timings["current tables"] = time.perf_counter() - started
     started = time.perf_counter()
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -223,7 +232,7 @@ def build(app, participants: int, events_each: int) -> dict[str, float]:
 
 def _plan(session, registry_id: int | None) -> str:
     """The scans PostgreSQL plans for the count (to show it never reads consent_events)."""
-    query = queries._permitting(session, PURPOSE, registry_id)
+    query, _user_id = queries._permitting(session, PURPOSE, registry_id)
     count = sa.select(sa.func.count()).select_from(query.subquery())
     sql = str(
         count.compile(dialect=session.get_bind().dialect, compile_kwargs={"literal_binds": True})

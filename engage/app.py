@@ -82,6 +82,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _register_error_pages(app)
     _add_security_headers(app)
     _register_jobs(app)
+    _connect_receivers()
     _register_cli(app)
     return app
 
@@ -178,6 +179,14 @@ def _add_security_headers(app: Flask) -> None:
         if response.mimetype == "text/html":
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+
+def _connect_receivers() -> None:
+    """Connect the packages' signal receivers (see ``engage.signals``); connecting twice is a
+    no-op, so several apps in one process share them."""
+    from engage.consent import services as consent_services
+
+    consent_services.connect_receivers()
 
 
 def _register_jobs(app: Flask) -> None:

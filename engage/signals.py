@@ -29,3 +29,17 @@ consent_changed = _signals.signal(
         ``code``, ``before`` and ``after`` decisions, ``was_permitted`` and ``is_permitted``).
     """,
 )
+
+registry_enrolments_changed = _signals.signal(
+    "registry-enrolments-changed",
+    doc="""A participant's registry enrolments changed (added or removed).
+
+    Sent by ``engage.accounts.services.set_enrolments`` after the enrolment rows are flushed,
+    before the caller commits.
+
+    sender: the string ``"engage.accounts"``.
+    kwargs:
+      session: the SQLAlchemy session holding the change (add rows to it; never commit).
+      user_id: the participant whose enrolments changed.
+    """,
+)

@@ -106,7 +106,9 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
     live = LiveServer(f"http://127.0.0.1:{server.server_port}")
     app.config["BASE_URL"] = live.url
     thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="engage-live-server",
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="engage-live-server",
         daemon=True,
     )
     thread.start()

@@ -8,10 +8,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
+from engage.accounts import services as account_services
 from engage.accounts.models import Role
 from engage.consent import receipts
 from engage.consent.ledger import GENESIS_HASH, hash_of
 from engage.consent.models import ConsentChoice, ConsentReceipt
+from engage.timeutil import utcnow
 from tests.consent_support import decide, events_of, join, publish
 
 
@@ -118,6 +120,35 @@ def test_audit_verify_reports_current_choices_and_masks_that_disagree(runner, se
     assert result.exit_code != 0
     assert "the current choice for COMMERCIAL_RESEARCH is not this newest event" in result.output
     assert f"participant {people[1].id}: permitted_mask does not match" in result.output
+
+
+def test_audit_verify_reports_registry_masks_that_disagree_or_are_missing(
+    runner, session, people, make_registry
+):
+    north, south = make_registry(code="NORTH"), make_registry(code="SOUTH")
+    for person in people:
+        account_services.set_enrolments(session, person, {north.id, south.id}, utcnow())
+    session.commit()
+    assert _verify(runner).exit_code == 0
+    with session.begin():
+        session.execute(
+            sa.text(
+                "UPDATE consent_registry_masks SET permitted_mask = 0 "
+                "WHERE user_id = :id AND registry_id = :registry"
+            ),
+            {"id": people[0].id, "registry": north.id},
+        )
+        session.execute(
+            sa.text("DELETE FROM consent_registry_masks WHERE user_id = :id AND registry_id = :r"),
+            {"id": people[1].id, "r": south.id},
+        )
+    result = _verify(runner)
+    assert result.exit_code != 0
+    assert (
+        f"participant {people[0].id}: the registry mask for registry {north.id} differs"
+        in result.output
+    )
+    assert f"participant {people[1].id}: no registry mask for registry {south.id}" in result.output
 
 
 # Receipts ---------------------------------------------------------------------------------------

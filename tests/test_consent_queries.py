@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from engage.accounts.models import RegistryEnrolment, Role
+from engage.accounts import services as account_services
+from engage.accounts.models import Role
 from engage.consent import queries, services
 from engage.consent.models import ConsentFormVersion
 from engage.timeutil import utcnow
@@ -32,8 +33,9 @@ def first(session, staff):
     return publish(session, staff, now=utcnow() - timedelta(days=30))
 
 
-def enrol(session, person, registry):
-    session.add(RegistryEnrolment(user_id=person.id, registry_id=registry.id, created_at=utcnow()))
+def enrol(session, person, *registries):
+    """Record exactly ``registries`` as the person's enrolments, as their profile page does."""
+    account_services.set_enrolments(session, person, {r.id for r in registries}, utcnow())
     session.commit()
 
 
@@ -83,8 +85,8 @@ def _population(app, session, make_user, make_registry):
     for allow, registries in patterns:
         person = make_user(Role.PARTICIPANT)
         join(app, session, person, **allow)
-        for registry in registries:
-            enrol(session, person, registry)
+        if registries:
+            enrol(session, person, *registries)
         people.append(person)
     make_user(Role.PARTICIPANT)  # never decided
     return people, (north, south)
@@ -123,6 +125,29 @@ def test_counts_follow_withdrawals_and_new_versions(
     decide(app, session, people[1], {"IMAGING_DATA": True})
     assert queries.count_permitting(session, PURPOSE) == 1
     assert [batch for batch in queries.iter_permitting_ids(session, PURPOSE)] == [[people[1].id]]
+
+
+def test_registry_counts_follow_enrolments_made_before_and_after_deciding(
+    app, session, first, make_user, make_registry
+):
+    north, south = make_registry(code="NORTH"), make_registry(code="SOUTH")
+    early, late = make_user(Role.PARTICIPANT), make_user(Role.PARTICIPANT)
+    enrol(session, early, north)  # enrolled first, decides later
+    everything = {"GENOMIC_DATA": True, "IMAGING_DATA": True}
+    join(app, session, early, **everything)
+    join(app, session, late, **everything)
+    enrol(session, late, north, south)  # decided first, enrols later
+    assert queries.count_permitting(session, PURPOSE, registry_id=north.id) == 2
+    assert queries.count_permitting(session, PURPOSE, registry_id=south.id) == 1
+
+    enrol(session, late, south)  # leaves the north registry
+    decide(app, session, early, {"IMAGING_DATA": False})
+    assert queries.count_permitting(session, PURPOSE, registry_id=north.id) == 0
+    assert queries.count_permitting(session, ["GENOMIC_DATA"], registry_id=north.id) == 1
+    assert list(queries.iter_permitting_ids(session, PURPOSE, registry_id=south.id)) == [[late.id]]
+    enrol(session, late)  # no registry at all
+    assert queries.count_permitting(session, PURPOSE, registry_id=south.id) == 0
+    assert queries.count_permitting(session, PURPOSE) == 1
 
 
 def test_many_scopes_fall_back_to_a_bitwise_count(app, session, staff, make_user, monkeypatch):

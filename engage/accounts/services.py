@@ -21,6 +21,7 @@ from engage.security import (
     password_problem,
     verify_password,
 )
+from engage.signals import registry_enrolments_changed
 
 
 class AccountError(Exception):
@@ -322,6 +323,9 @@ def set_enrolments(session: Session, user: User, registry_ids: set[int], now: da
                 RegistryEnrolment.registry_id.in_(current - registry_ids),
             )
         )
+    if registry_ids != current:
+        session.flush()
+        registry_enrolments_changed.send("engage.accounts", session=session, user_id=user.id)
 
 
 # Staff decisions ---------------------------------------------------------------------------

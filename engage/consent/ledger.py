@@ -18,11 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from engage.accounts.models import RegistryEnrolment
 from engage.consent.models import (
     ConsentChoice,
     ConsentEvent,
     ConsentFormVersion,
     ConsentParticipant,
+    ConsentRegistryMask,
     ConsentScope,
     ConsentScopeCode,
     Decision,
@@ -178,7 +180,7 @@ def verify_current_state(session: Session) -> list[LedgerProblem]:
 
     Every current choice must be its scope's newest event; every scope with events must have a
     current choice; every participant's ``permitted_mask`` must equal the scopes they permit on
-    the current form.
+    the current form, and each of their registries' ``consent_registry_masks`` row that mask.
     """
     problems: list[LedgerProblem] = []
     newest = (
@@ -241,7 +243,43 @@ def verify_current_state(session: Session) -> list[LedgerProblem]:
             )
         )
     problems.extend(_mask_problems(session))
+    problems.extend(_registry_mask_problems(session))
     return problems
+
+
+def _registry_mask_problems(session: Session) -> list[LedgerProblem]:
+    """Enrolments of participants without their mask row, and rows whose mask differs."""
+    missing = session.execute(
+        sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
+        .join(ConsentParticipant, ConsentParticipant.user_id == RegistryEnrolment.user_id)
+        .outerjoin(
+            ConsentRegistryMask,
+            sa.and_(
+                ConsentRegistryMask.user_id == RegistryEnrolment.user_id,
+                ConsentRegistryMask.registry_id == RegistryEnrolment.registry_id,
+            ),
+        )
+        .where(ConsentRegistryMask.user_id.is_(None))
+        .order_by(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
+    )
+    differing = session.execute(
+        sa.select(ConsentRegistryMask.user_id, ConsentRegistryMask.registry_id)
+        .join(ConsentParticipant, ConsentParticipant.user_id == ConsentRegistryMask.user_id)
+        .where(ConsentRegistryMask.permitted_mask != ConsentParticipant.permitted_mask)
+        .order_by(ConsentRegistryMask.user_id, ConsentRegistryMask.registry_id)
+    )
+    return [
+        LedgerProblem(user_id, None, None, f"no registry mask for registry {registry_id}")
+        for user_id, registry_id in missing
+    ] + [
+        LedgerProblem(
+            user_id,
+            None,
+            None,
+            f"the registry mask for registry {registry_id} differs from permitted_mask",
+        )
+        for user_id, registry_id in differing
+    ]
 
 
 def _mask_problems(session: Session) -> list[LedgerProblem]:

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engage.accounts.models import RegistryEnrolment
 from engage.db import Base, UTCDateTime
 
 
@@ -265,6 +264,41 @@ class ConsentParticipant(Base):
     )
 
 
+class ConsentRegistryMask(Base):
+    """A participant's ``permitted_mask`` once per registry they are enrolled in.
+
+    Cohort counts of one registry read only the (registry_id, permitted_mask, user_id) index of
+    this table, like the overall count reads consent_participants': no join with the
+    enrolments, so the cost follows the registry's matching participants, not all of them.
+    Rows are kept equal to consent_participants.permitted_mask in the same transaction (every
+    decision, every publication) and follow enrolment changes through the
+    ``registry_enrolments_changed`` signal; removing an enrolment or a participant removes the
+    row by cascade. ``engage audit verify`` reports any row that disagrees.
+    """
+
+    __tablename__ = "consent_registry_masks"
+
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("consent_participants.user_id", ondelete="CASCADE"), primary_key=True
+    )
+    registry_id: Mapped[int] = mapped_column(primary_key=True)
+    permitted_mask: Mapped[int] = mapped_column(sa.BigInteger)
+
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["user_id", "registry_id"],
+            ["registry_enrolments.user_id", "registry_enrolments.registry_id"],
+            ondelete="CASCADE",
+        ),
+        sa.Index(
+            "ix_consent_registry_masks_registry_id_permitted_mask",
+            "registry_id",
+            "permitted_mask",
+            "user_id",
+        ),
+    )
+
+
 class ConsentReceipt(Base):
     """The signed receipt of one change (append-only)."""
 
@@ -409,13 +443,3 @@ def _content_changed(version: ConsentFormVersion, deleted: bool) -> bool:
         return True
     state = sa.inspect(version)
     return any(state.attrs[name].history.has_changes() for name in _FROZEN_VERSION_FIELDS)
-
-
-# Cohort counts per registry join the enrolments of one registry: an index led by
-# registry_id gives its members in user-id order (the accounts table's own unique index is
-# led by user_id). Declared here because consent's counts are what need it.
-sa.Index(
-    "ix_registry_enrolments_registry_id_user_id",
-    RegistryEnrolment.registry_id,
-    RegistryEnrolment.user_id,
-)

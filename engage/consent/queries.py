@@ -10,8 +10,9 @@ required scopes: someone who withdrew a required scope permits nothing. A decisi
 on the wording it was made on: a scope that a newer version changed (or added) is not
 permitted until the participant decides again; an unchanged one carries over.
 
-Counts read ``consent_participants.permitted_mask`` through its index, never the events, so
-their cost does not grow with the length of the history. The page helpers below
+Counts read ``consent_participants.permitted_mask`` (per registry, the same masks in
+``consent_registry_masks``) through their indexes, never the events, so their cost does not
+grow with the length of the history. The page helpers below
 (:func:`dashboard`, :func:`timeline`, :func:`history`) serve this package's own views.
 """
 
@@ -25,13 +26,13 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import RegistryEnrolment
 from engage.consent.models import (
     ConsentChoice,
     ConsentEvent,
     ConsentFormVersion,
     ConsentParticipant,
     ConsentReceipt,
+    ConsentRegistryMask,
     ConsentScope,
     ConsentScopeCode,
     Decision,
@@ -172,7 +173,9 @@ def permits(
     return not blocking_scopes(session, user_id, scopes, as_of=as_of)
 
 
-def _mask_condition(form: _Form, codes: list[str]) -> sa.ColumnElement[bool] | None:
+def _mask_condition(
+    form: _Form, codes: list[str], column: sa.ColumnElement[int]
+) -> sa.ColumnElement[bool] | None:
     """Rows whose mask holds every bit of ``codes`` and of the required scopes (None: nobody)."""
     needed = set(codes) | set(form.required)
     if any(code not in form.bits for code in needed):
@@ -181,7 +184,6 @@ def _mask_condition(form: _Form, codes: list[str]) -> sa.ColumnElement[bool] | N
     # Masks only hold bits of the current form's scopes (publishing clears the others), so
     # the matching masks are ``required`` plus any combination of the other current bits.
     free = [bit for code, bit in form.bits.items() if code not in needed]
-    column = ConsentParticipant.permitted_mask
     if 2 ** len(free) > MAX_LISTED_MASKS:
         return column.op("&")(required) == required
     masks = [
@@ -192,18 +194,26 @@ def _mask_condition(form: _Form, codes: list[str]) -> sa.ColumnElement[bool] | N
     return column.in_(masks)
 
 
-def _permitting(session: Session, scopes: Iterable[str], registry_id: int | None):
+def _permitting(
+    session: Session, scopes: Iterable[str], registry_id: int | None
+) -> tuple[sa.Select, sa.ColumnElement[int]] | None:
+    """The query of permitting user ids and its id column (None: nobody can permit).
+
+    Overall it reads consent_participants; for one registry, consent_registry_masks (the same
+    masks, once per enrolment), each through its own mask index and without a join.
+    """
     codes = _asked(session, scopes)
     form = _current_form(session)
-    condition = _mask_condition(form, codes) if form is not None else None
+    if form is None:
+        return None
+    if registry_id is None:
+        table, where = ConsentParticipant, []
+    else:
+        table, where = ConsentRegistryMask, [ConsentRegistryMask.registry_id == registry_id]
+    condition = _mask_condition(form, codes, table.permitted_mask)
     if condition is None:
         return None
-    query = sa.select(ConsentParticipant.user_id).where(condition)
-    if registry_id is not None:
-        query = query.join(
-            RegistryEnrolment, RegistryEnrolment.user_id == ConsentParticipant.user_id
-        ).where(RegistryEnrolment.registry_id == registry_id)
-    return query
+    return sa.select(table.user_id).where(condition, *where), table.user_id
 
 
 def count_permitting(
@@ -213,9 +223,10 @@ def count_permitting(
 
     :raises UnknownScope: a code that no published form ever had.
     """
-    query = _permitting(session, scopes, registry_id)
-    if query is None:
+    permitting = _permitting(session, scopes, registry_id)
+    if permitting is None:
         return 0
+    query, _user_id = permitting
     return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
 
 
@@ -231,17 +242,14 @@ def iter_permitting_ids(
 
     :raises UnknownScope: a code that no published form ever had.
     """
-    query = _permitting(session, scopes, registry_id)
-    if query is None:
+    permitting = _permitting(session, scopes, registry_id)
+    if permitting is None:
         return
+    query, user_id = permitting
     last = 0
     while True:
         batch = list(
-            session.scalars(
-                query.where(ConsentParticipant.user_id > last)
-                .order_by(ConsentParticipant.user_id)
-                .limit(batch_size)
-            )
+            session.scalars(query.where(user_id > last).order_by(user_id).limit(batch_size))
         )
         if not batch:
             return

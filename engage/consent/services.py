@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import Role, User
+from engage.accounts.models import RegistryEnrolment, Role, User
 from engage.consent import receipts
 from engage.consent.duo import DUO_TERMS
 from engage.consent.ledger import GENESIS_HASH, canonical_json, event_hash, timestamp
@@ -32,6 +32,7 @@ from engage.consent.models import (
     ConsentFormVersion,
     ConsentParticipant,
     ConsentReceipt,
+    ConsentRegistryMask,
     ConsentScope,
     ConsentScopeCode,
     Decision,
@@ -42,7 +43,7 @@ from engage.consent.models import (
 )
 from engage.consent.readability import reading_level
 from engage.db import lock_rows
-from engage.signals import consent_changed
+from engage.signals import consent_changed, registry_enrolments_changed
 
 SCOPE_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 
@@ -450,6 +451,12 @@ def publish_version(
             .values(permitted_mask=ConsentParticipant.permitted_mask.op("&")(keep))
             .execution_options(synchronize_session=False)
         )
+        session.execute(
+            sa.update(ConsentRegistryMask)
+            .where(ConsentRegistryMask.permitted_mask.op("&")(stale_bits) != 0)
+            .values(permitted_mask=ConsentRegistryMask.permitted_mask.op("&")(keep))
+            .execution_options(synchronize_session=False)
+        )
     return PublishOutcome(version=version, diff=diff, replaced=current)
 
 
@@ -805,6 +812,7 @@ def _append_events(
         choice.decided_at = now
     participant.permitted_mask = _mask(session, ctx)
     session.flush()
+    sync_registry_masks(session, ctx.subject.id)
 
     change = ConsentChange(
         user_id=ctx.subject.id,
@@ -831,6 +839,62 @@ def _append_events(
 def _mask(session: Session, ctx: _Context) -> int:
     bits = _bits(session, [scope.code for scope in ctx.scopes])
     return sum(1 << bits[scope.code] for scope in ctx.scopes if ctx.is_permitted(scope.code))
+
+
+def sync_registry_masks(session: Session, user_id: int) -> None:
+    """Make the participant's ``consent_registry_masks`` rows equal their enrolments, each with
+    their current ``permitted_mask`` (nothing to do for someone who never decided).
+
+    The mask is read ``FOR UPDATE`` (on PostgreSQL): an enrolment saved while a decision or a
+    publication is changing the mask waits for it, then copies the new mask; a decision that
+    comes after sees the new enrolment's row and updates it.
+    """
+    mask = session.scalar(
+        sa.select(ConsentParticipant.permitted_mask)
+        .where(ConsentParticipant.user_id == user_id)
+        .with_for_update()
+    )
+    if mask is None:
+        return
+    enrolled = set(
+        session.scalars(
+            sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user_id)
+        )
+    )
+    rows = dict(
+        session.execute(
+            sa.select(ConsentRegistryMask.registry_id, ConsentRegistryMask.permitted_mask).where(
+                ConsentRegistryMask.user_id == user_id
+            )
+        ).all()
+    )
+    if set(rows) - enrolled:
+        session.execute(
+            sa.delete(ConsentRegistryMask).where(
+                ConsentRegistryMask.user_id == user_id,
+                ConsentRegistryMask.registry_id.in_(set(rows) - enrolled),
+            )
+        )
+    if any(rows[registry_id] != mask for registry_id in set(rows) & enrolled):
+        session.execute(
+            sa.update(ConsentRegistryMask)
+            .where(ConsentRegistryMask.user_id == user_id)
+            .values(permitted_mask=mask)
+        )
+    for registry_id in sorted(enrolled - set(rows)):
+        session.add(
+            ConsentRegistryMask(user_id=user_id, registry_id=registry_id, permitted_mask=mask)
+        )
+    session.flush()
+
+
+def _on_enrolments_changed(_sender: object, *, session: Session, user_id: int) -> None:
+    sync_registry_masks(session, user_id)
+
+
+def connect_receivers() -> None:
+    """Follow other packages' changes that consent's own tables mirror (called by create_app)."""
+    registry_enrolments_changed.connect(_on_enrolments_changed)
 
 
 def _receipt_document(

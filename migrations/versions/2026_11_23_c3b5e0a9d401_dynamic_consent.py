@@ -2,8 +2,8 @@
 participants (pseudonym, permitted-scope mask), receipts and erasure requests
 
 Cohort counts read ``consent_participants.permitted_mask`` through the index on
-(permitted_mask, user_id), and join ``registry_enrolments`` by its (user_id, registry_id)
-unique index, so they never touch ``consent_events``.
+(permitted_mask, user_id), and per registry ``consent_registry_masks`` through the index on
+(registry_id, permitted_mask, user_id), so they never touch ``consent_events``.
 
 Revision ID: c3b5e0a9d401
 Revises: 7a0c1e5d2b01
@@ -334,16 +334,38 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "scope_code", name=op.f("pk_consent_choices")),
     )
 
-    with op.batch_alter_table("registry_enrolments", schema=None) as batch_op:
+    op.create_table(
+        "consent_registry_masks",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("registry_id", sa.Integer(), nullable=False),
+        sa.Column("permitted_mask", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id", "registry_id"],
+            ["registry_enrolments.user_id", "registry_enrolments.registry_id"],
+            name=op.f("fk_consent_registry_masks_user_id_registry_enrolments"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["consent_participants.user_id"],
+            name=op.f("fk_consent_registry_masks_user_id_consent_participants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("user_id", "registry_id", name=op.f("pk_consent_registry_masks")),
+    )
+    with op.batch_alter_table("consent_registry_masks", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_registry_enrolments_registry_id_user_id", ["registry_id", "user_id"], unique=False
+            "ix_consent_registry_masks_registry_id_permitted_mask",
+            ["registry_id", "permitted_mask", "user_id"],
+            unique=False,
         )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("registry_enrolments", schema=None) as batch_op:
-        batch_op.drop_index("ix_registry_enrolments_registry_id_user_id")
+    with op.batch_alter_table("consent_registry_masks", schema=None) as batch_op:
+        batch_op.drop_index("ix_consent_registry_masks_registry_id_permitted_mask")
 
+    op.drop_table("consent_registry_masks")
     op.drop_table("consent_choices")
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_consent_events_receipt_id"))

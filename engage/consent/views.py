@@ -119,15 +119,26 @@ def _current_scopes() -> list[ConsentScope]:
 @roles_required(Role.PARTICIPANT)
 def change_choice():
     """Allow or stop allowing one scope (one button)."""
-    session = get_session()
     form = ChoiceForm(scopes=_current_scopes())
     if not form.validate_on_submit():
         return _render_dashboard(400, form)
+    return _change_and_return(
+        form,
+        lambda session, **state: services.record_decisions(
+            session, _me(), {form.scope.data: form.decision.data == ALLOW}, **state
+        ),
+        done="Saved. Your receipt for this change is in your consent history.",
+        nothing="Nothing changed: that was already your choice.",
+    )
+
+
+def _change_and_return(form: Form, change, *, done: str, nothing: str):
+    """Run one participant change from the dashboard: commit and go back with a message, or
+    roll back and show the dashboard with why (400, or 409 for an out-of-date page)."""
+    session = get_session()
     try:
-        outcome = services.record_decisions(
+        outcome = change(
             session,
-            _me(),
-            {form.scope.data: form.decision.data == ALLOW},
             version_id=form.version_id.data,
             state=form.state.data,
             now=utcnow(),
@@ -137,11 +148,7 @@ def change_choice():
         session.rollback()
         return _render_dashboard(_status_for(exc), form, str(exc))
     session.commit()
-    _flash_outcome(
-        outcome,
-        "Saved. Your receipt for this change is in your consent history.",
-        "Nothing changed: that was already your choice.",
-    )
+    _flash_outcome(outcome, done, nothing)
     return redirect(url_for("consent.dashboard")), 303
 
 
@@ -149,29 +156,15 @@ def change_choice():
 @roles_required(Role.PARTICIPANT)
 def withdraw_optional():
     """Withdraw every optional scope in one step."""
-    session = get_session()
     form = WithdrawOptionalForm()
     if not form.validate_on_submit():
         return _render_dashboard(400, form)
-    try:
-        outcome = services.withdraw_all_optional(
-            session,
-            _me(),
-            version_id=form.version_id.data,
-            state=form.state.data,
-            now=utcnow(),
-            issuer=_issuer(),
-        )
-    except services.ConsentError as exc:
-        session.rollback()
-        return _render_dashboard(_status_for(exc), form, str(exc))
-    session.commit()
-    _flash_outcome(
-        outcome,
-        "Done: you no longer allow anything optional.",
-        "You did not allow anything optional, so nothing changed.",
+    return _change_and_return(
+        form,
+        lambda session, **state: services.withdraw_all_optional(session, _me(), **state),
+        done="Done: you no longer allow anything optional.",
+        nothing="You did not allow anything optional, so nothing changed.",
     )
-    return redirect(url_for("consent.dashboard")), 303
 
 
 @consent.route("/leave", methods=["POST"])

@@ -59,6 +59,9 @@ class Config:
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
         self.BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000")
         self.SCHEDULER_IN_PROCESS = _env_bool("SCHEDULER_IN_PROCESS", False)
+        # How long a delivery worker's claim on an email lasts; after it the email's outcome
+        # counts as unknown (longer than any one hand-over can take).
+        self.OUTBOX_LEASE_SECONDS = _env_int("OUTBOX_LEASE_SECONDS", 300)
 
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

@@ -82,6 +82,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _register_error_pages(app)
     _add_security_headers(app)
     _register_jobs(app)
+    _register_mail_kinds(app)
     _connect_receivers()
     _register_cli(app)
     return app
@@ -190,16 +191,35 @@ def _connect_receivers() -> None:
 
 
 def _register_jobs(app: Flask) -> None:
+    from engage import outbox
     from engage.accounts import jobs as account_jobs
     from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
-    from engage.topics import jobs as topic_jobs
 
     registry = JobRegistry()
+    registry.register(
+        "outbox.deliver",
+        outbox.deliver_due,
+        "interval",
+        description="Send queued emails (claim, send, record; settle unknown outcomes)",
+        seconds=15,
+    )
     account_jobs.register(registry)
-    topic_jobs.register(registry)
     consent_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
+
+
+def _register_mail_kinds(app: Flask) -> None:
+    from engage import outbox
+    from engage.accounts import emails as account_emails
+    from engage.consent import emails as consent_emails
+    from engage.topics import emails as topic_emails
+
+    kinds = outbox.MailKinds()
+    account_emails.register_kinds(kinds)
+    topic_emails.register_kinds(kinds)
+    consent_emails.register_kinds(kinds)
+    outbox.init_app(app, kinds)
 
 
 def _register_cli(app: Flask) -> None:

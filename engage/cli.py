@@ -253,7 +253,12 @@ def scheduler_list() -> None:
 def scheduler_run() -> None:
     """Run the scheduler in this process until stopped (exactly one per deployment)."""
     from engage.migrate import unapplied_migrations_message
-    from engage.scheduler import build_scheduler, single_scheduler_lock
+    from engage.scheduler import (
+        RunningJobs,
+        build_scheduler,
+        single_scheduler_lock,
+        stop_on_signals,
+    )
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     problem = unapplied_migrations_message(app)
@@ -264,18 +269,21 @@ def scheduler_run() -> None:
     )
     with single_scheduler_lock(app):
         scheduler = build_scheduler(app, background=False)
+        stop_on_signals(app, scheduler)
         click.echo(f"Scheduler started with {len(app.extensions['engage.jobs'])} job(s).")
-        try:
-            scheduler.start()
-        except (KeyboardInterrupt, SystemExit):
-            click.echo("Scheduler stopped.")
+        scheduler.start()
+        # start() returns once a signal stopped it: wait for the jobs still finishing.
+        running: RunningJobs | None = app.extensions.get("engage.running_jobs")
+        if running is not None:
+            running.wait_idle()
+        click.echo("Scheduler stopped.")
 
 
 @scheduler_group.command("run-job")
 @click.argument("job_id")
 @with_appcontext
 def scheduler_run_job(job_id: str) -> None:
-    """Run one job now, once."""
+    """Run one job now, once (waiting while the scheduler or another process runs it)."""
     from engage.scheduler import run_job
 
     try:

@@ -13,8 +13,12 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
+import re
+import socket
 import sys
 import threading
+import urllib.error
 import uuid
 from dataclasses import dataclass, field
 from email import policy as email_policy
@@ -31,6 +35,7 @@ log = logging.getLogger(__name__)
 # the generator turns a long List-Unsubscribe URL into RFC 2047 encoded-words, which RFC 2369/8058
 # readers do not decode (a long non-ASCII subject becomes one longer encoded-word instead).
 _EML_POLICY = email_policy.default.clone(max_line_length=998)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass
@@ -45,6 +50,8 @@ class Message:
     # Only ids and kinds go here (they reach the provider as non-personal data).
     categories: list[str] = field(default_factory=list)
     custom_args: dict[str, str] = field(default_factory=dict)
+    # A stable Message-ID (the outbox derives it from the row); None makes a fresh one.
+    message_id: str | None = None
 
 
 @dataclass
@@ -66,11 +73,21 @@ class MailError(RuntimeError):
         self.transient = transient
 
 
+class MailOutcomeUnknown(MailError):
+    """The request went out but no answer came back (a timeout or a cut connection after the
+    body was sent): the provider may or may not have accepted it, so it must not be re-sent
+    blindly."""
+
+
 class MailBackend(Protocol):
     """What every backend offers."""
 
     def send(self, message: Message, sender: str) -> SendResult:
         """Hand ``message`` over for delivery, or raise ``MailError``."""
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Evidence about an earlier attempt: True when the message with ``message_id`` was
+        handed over, False when it certainly was not, None when this backend cannot tell."""
 
 
 def _as_email_message(message: Message, sender: str) -> EmailMessage:
@@ -80,7 +97,7 @@ def _as_email_message(message: Message, sender: str) -> EmailMessage:
     email["To"] = message.to
     email["Subject"] = message.subject
     email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = make_msgid(domain="engage.localhost")
+    email["Message-ID"] = message.message_id or make_msgid(domain="engage.localhost")
     for name, value in message.headers.items():
         email[name] = value
     email.set_content(message.text)
@@ -101,25 +118,53 @@ class ConsoleBackend:
         print("\n".join([*lines, "", message.text, "-" * 72]), file=self.stream, flush=True)
         return SendResult(message_id=email["Message-ID"])
 
+    def was_delivered(self, message_id: str) -> bool | None:
+        """A printed message leaves no evidence."""
+        return None
+
 
 class FileBackend:
-    """Write each message as an ``.eml`` file into a folder (the development default)."""
+    """Write each message as an ``.eml`` file into a folder (the development default).
+
+    A message with a stable Message-ID is written under a name derived from it, atomically
+    (a temporary file renamed into place), so the file is whole or absent and its presence is
+    the evidence that settles an attempt whose outcome was unknown. Writing the same message
+    again replaces the file: there is never a second copy.
+    """
 
     _lock = threading.Lock()
 
     def __init__(self, outbox_dir: str | Path) -> None:
         self.outbox_dir = Path(outbox_dir)
 
+    @staticmethod
+    def file_name(message_id: str) -> str:
+        """The file a message with ``message_id`` is written to."""
+        return _SAFE_NAME.sub("_", message_id.strip("<>")) + ".eml"
+
     def send(self, message: Message, sender: str) -> SendResult:
-        """Write ``<time>-<uuid>.eml`` and return its Message-ID."""
+        """Write the message and return its Message-ID."""
+        from engage.timeutil import utcnow
+
         email = _as_email_message(message, sender)
         with self._lock:
             self.outbox_dir.mkdir(parents=True, exist_ok=True)
-        from engage.timeutil import utcnow
-
-        name = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
-        (self.outbox_dir / name).write_bytes(email.as_bytes(policy=_EML_POLICY))
+        if message.message_id:
+            name = self.file_name(message.message_id)
+        else:
+            name = f"{utcnow():%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.eml"
+        target = self.outbox_dir / name
+        temporary = self.outbox_dir / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(email.as_bytes(policy=_EML_POLICY))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
         return SendResult(message_id=email["Message-ID"])
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """True when the message's file exists (it is written whole or not at all)."""
+        return (self.outbox_dir / self.file_name(message_id)).exists()
 
 
 class SendGridBackend:
@@ -179,15 +224,41 @@ class SendGridBackend:
                 status=status,
                 transient=transient,
             ) from exc
-        # Refused connection, DNS failure, timeout; or a garbled or cut-off answer
-        # (http.client raises those as HTTPException, which is not an OSError).
-        except (OSError, http.client.HTTPException) as exc:
+        # urllib wraps what fails while connecting or sending in URLError: refused, DNS, a
+        # connect timeout. Nothing was accepted, so trying again later is safe.
+        except urllib.error.URLError as exc:
+            if _request_may_have_arrived(exc.reason):
+                raise MailOutcomeUnknown(
+                    f"SendGrid did not answer: {exc.reason.__class__.__name__}"
+                ) from exc
             raise MailError(
-                f"SendGrid unreachable: {exc.__class__.__name__}", transient=True
+                f"SendGrid unreachable: {exc.reason.__class__.__name__}", transient=True
             ) from exc
+        # The body was sent and the answer never came or came garbled (a read timeout, a
+        # closed or reset connection): the provider may have accepted the message.
+        except (OSError, http.client.HTTPException) as exc:
+            raise MailOutcomeUnknown(f"SendGrid did not answer: {exc.__class__.__name__}") from exc
         headers = getattr(response, "headers", None) or {}
         message_id = headers.get("X-Message-Id") if hasattr(headers, "get") else None
         return SendResult(message_id=message_id)
+
+
+    def was_delivered(self, message_id: str) -> bool | None:
+        """Only the provider's events can tell (the outbox passes its id in ``custom_args``)."""
+        return None
+
+
+def _request_may_have_arrived(reason: object) -> bool:
+    """Whether a failure while connecting or sending may still have delivered the request.
+
+    Refused connections and name lookups fail before a byte is sent; a timeout or reset while
+    writing the body may come after the provider read all of it.
+    """
+    if isinstance(reason, ConnectionRefusedError | socket.gaierror):
+        return False
+    if isinstance(reason, str):  # urllib's own messages (e.g. "no host given")
+        return False
+    return isinstance(reason, TimeoutError | ConnectionResetError | BrokenPipeError)
 
 
 def _error_reason(exc: Exception) -> str:

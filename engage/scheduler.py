@@ -12,7 +12,10 @@ lock and waits while another process holds it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,10 +77,45 @@ class JobRegistry:
         return len(self._jobs)
 
 
+def job_lock_key(job_id: str) -> int:
+    """The PostgreSQL advisory lock key of one job (stable across processes)."""
+    digest = hashlib.sha256(f"engage.job:{job_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def job_lock(app: Flask, job_id: str, poll_seconds: float = 1.0) -> Iterator[None]:
+    """Hold ``job_id``'s advisory lock while inside: a tick of the scheduler and any number of
+    ``engage scheduler run-job`` processes never run the same job at the same time (a second
+    one waits for the first to finish). On SQLite there is one process to coordinate."""
+    engine = Database.engine(app)
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    key = job_lock_key(job_id)
+    with engine.connect() as connection:
+        announced = False
+        while not connection.execute(
+            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
+        ).scalar():
+            if not announced:
+                log.warning("job %s is running in another process; waiting for it", job_id)
+                announced = True
+            connection.commit()
+            time.sleep(poll_seconds)
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
 def run_job(app: Flask, job: Job, now: datetime | None = None) -> str | None:
-    """Run one job in its own session and transaction; roll back and re-raise on error."""
-    now = now or utcnow()
-    with app.app_context():
+    """Run one job under its lock, in its own session and transaction; roll back and
+    re-raise on error."""
+    with job_lock(app, job.id), app.app_context():
+        now = now or utcnow()
         session = Database.new_session(app)
         try:
             summary = job.func(session, now, app.config)
@@ -92,14 +130,61 @@ def run_job(app: Flask, job: Job, now: datetime | None = None) -> str | None:
     return summary
 
 
-def _safe_runner(app: Flask, job: Job) -> Callable[[], None]:
-    def tick() -> None:
+class RunningJobs:
+    """Counts job runs in progress so a stopping scheduler can wait for them to finish."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count one run while inside."""
+        with self._idle:
+            self._count += 1
         try:
-            run_job(app, job)
-        except Exception:  # noqa: BLE001 - run_job logged it; the scheduler keeps ticking
-            log.debug("job %s will run again at its next tick", job.id)
+            yield
+        finally:
+            with self._idle:
+                self._count -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no job runs; False if ``timeout`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._count == 0, timeout)
+
+
+def _safe_runner(app: Flask, job: Job) -> Callable[[], None]:
+    running: RunningJobs = app.extensions.setdefault("engage.running_jobs", RunningJobs())
+    stop: threading.Event = app.extensions.setdefault("engage.stop", threading.Event())
+
+    def tick() -> None:
+        if stop.is_set():
+            return
+        with running.running():
+            try:
+                run_job(app, job)
+            except Exception:  # noqa: BLE001 - run_job logged it; the scheduler keeps ticking
+                log.debug("job %s will run again at its next tick", job.id)
 
     return tick
+
+
+def stop_on_signals(app: Flask, scheduler: Any) -> None:
+    """On SIGTERM or SIGINT: stop starting jobs, let the running ones finish what they are
+    doing (the outbox finishes its current message), then let ``scheduler.start()`` return."""
+    stop: threading.Event = app.extensions.setdefault("engage.stop", threading.Event())
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            return
+        log.info("signal %s: stopping after the current work", signum)
+        stop.set()
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
 
 
 def build_scheduler(app: Flask, *, background: bool) -> Any:

@@ -145,21 +145,25 @@ def decide_custodian(user_id: int):
     form.registry.choices = choices(registry_queries.registry_choices(session))
     if not form.validate_on_submit():
         return _render_user(user, 400, custodian_form=form)
+    now = utcnow()
+    approve = form.decision.data == "approve"
     try:
         account_services.decide_custodian_request(
             session,
             _actor(),
             user,
-            approve=form.decision.data == "approve",
+            approve=approve,
             registry_id=form.registry.data or None,
             reason=form.reason.data,
-            now=utcnow(),
+            now=now,
         )
     except account_services.AccountError as exc:
         form.decision.errors.append(str(exc))
         return _render_user(user, 400, error=str(exc), custodian_form=form)
+    emails.queue_custodian_decision(
+        session, user, now, approved=approve, reason=form.reason.data or None
+    )
     session.commit()
-    emails.send_custodian_decision(user, reason=form.reason.data or None)
     flash(f"Saved: the custodian request of {user.display_name}.", "success")
     return redirect(url_for("staff.user_detail", user_id=user.id))
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from engage import outbox
 from engage.accounts.models import Role, User
 from engage.consent.jobs import send_review_reminders
 from engage.consent.models import ConsentFormVersion, ConsentParticipant
@@ -36,11 +37,20 @@ def setting(app, session, make_user):
     return {"people": people, "never": never_joined, "t0": t0, "version": second}
 
 
+REVIEW_SUBJECT = "Please review the updated consent form"
+
+
 def run(app, session, now):
+    """Run the job, deliver what it queued, and return the summary's review-reminder part."""
     with app.app_context():
         summary = send_review_reminders(session, now, app.config)
         session.commit()
-    return summary
+    outbox.deliver(app, now=now)
+    return "sent " + summary.split(", ")[-1].removeprefix("queued ")
+
+
+def reminders_to(mailbox, address):
+    return [m for m in mailbox.to(address) if m.subject == REVIEW_SUBJECT]
 
 
 def test_reminders_wait_for_the_interval_and_stop_after_the_maximum(app, session, mailbox, setting):
@@ -54,9 +64,9 @@ def test_reminders_wait_for_the_interval_and_stop_after_the_maximum(app, session
     decide(app, session, people["prompt"], {"BIOBANK_SAMPLES": False}, now=t0 + 2 * DAY)
 
     assert run(app, session, t0 + 14 * DAY) == "sent 1 review reminder(s)"
-    assert [m.to for m in mailbox.messages] == ["late@example.org"]
+    assert [m.to for m in mailbox.messages if m.subject == REVIEW_SUBJECT] == ["late@example.org"]
     message = mailbox.last_to("late@example.org")
-    assert message.subject == "Please review the updated consent form"
+    assert message.subject == REVIEW_SUBJECT
     assert "version 2" in message.text
     assert message.link("/consent/review").startswith("http://engage.test/consent/review")
 
@@ -65,10 +75,10 @@ def test_reminders_wait_for_the_interval_and_stop_after_the_maximum(app, session
     assert run(app, session, t0 + 42 * DAY) == "sent 1 review reminder(s)"
     assert "This is reminder 3" in mailbox.last_to("late@example.org").text
     assert run(app, session, t0 + 80 * DAY) == "sent 0 review reminder(s)"  # at most 3
-    assert len(mailbox.to("late@example.org")) == 3
+    assert len(reminders_to(mailbox, "late@example.org")) == 3
     # Never reminded: who reviewed, who is deactivated, who never took part.
     for address in ("prompt@example.org", "deactivated@example.org", "never@example.org"):
-        assert mailbox.to(address) == []
+        assert reminders_to(mailbox, address) == []
     row = session.get(ConsentParticipant, people["late"].id)
     assert (row.reminder_count, row.reminded_version_id) == (3, setting["version"].id)
 
@@ -80,8 +90,8 @@ def test_reviewing_stops_reminders_and_a_new_version_starts_them_again(
     assert run(app, session, t0 + 14 * DAY) == "sent 2 review reminder(s)"  # late and prompt
     decide(app, session, late, {"BIOBANK_SAMPLES": True}, now=t0 + 15 * DAY)
     assert run(app, session, t0 + 29 * DAY) == "sent 1 review reminder(s)"
-    assert len(mailbox.to("late@example.org")) == 1  # reviewed: no second reminder
-    assert len(mailbox.to("prompt@example.org")) == 2
+    assert len(reminders_to(mailbox, "late@example.org")) == 1  # reviewed: no second reminder
+    assert len(reminders_to(mailbox, "prompt@example.org")) == 2
 
     staff = session.scalar(sa.select(User).where(User.role == Role.STAFF))
     third = publish(session, staff, list(FIRST_SCOPES), now=t0 + 30 * DAY)
@@ -95,3 +105,25 @@ def test_the_job_is_registered_with_the_scheduler(app, runner):
     assert "consent.review_reminders" in runner.invoke(args=["scheduler", "list"]).output
     result = runner.invoke(args=["scheduler", "run-job", "consent.review_reminders"])
     assert result.exit_code == 0 and "no published consent form" in result.output
+
+
+def test_participants_who_never_decided_hear_once_that_the_form_is_ready(
+    app, session, mailbox, setting
+):
+    t0 = setting["t0"]
+    with app.app_context():
+        first = send_review_reminders(session, t0 + DAY, app.config)
+        session.commit()
+        second = send_review_reminders(session, t0 + 2 * DAY, app.config)
+        session.commit()
+    assert first.startswith("queued 1 consent-form notice(s)")
+    assert second.startswith("queued 0 consent-form notice(s)")
+    outbox.deliver(app, now=t0 + 2 * DAY)
+    ready = mailbox.to("never@example.org")
+    assert [m.subject for m in ready] == ["You can now give your consent"]
+    assert "version 2" in ready[0].text
+    assert ready[0].link("/consent").startswith("http://engage.test/consent")
+    # Who already decided, and who is deactivated, are not told.
+    for address in ("late@example.org", "prompt@example.org", "deactivated@example.org"):
+        assert mailbox.to(address) == []
+

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from engage.mail import ConsoleBackend, FileBackend, MailError, Message, SendGridBackend
+from engage.mail import (
+    ConsoleBackend,
+    FileBackend,
+    MailError,
+    MailOutcomeUnknown,
+    Message,
+    SendGridBackend,
+)
 from tests.fake_sendgrid import FakeSendGrid
 
 SENDER = "Engage <no-reply@engage.test>"
@@ -224,16 +231,19 @@ def test_sendgrid_refused_connection_is_transient() -> None:
     assert caught.value.status is None
 
 
-def test_sendgrid_answer_later_than_the_timeout_is_transient(fake_sendgrid: FakeSendGrid) -> None:
+def test_sendgrid_answer_later_than_the_timeout_is_an_unknown_outcome(
+    fake_sendgrid: FakeSendGrid,
+) -> None:
     fake_sendgrid.enqueue(202, delay=3.0)
     backend = SendGridBackend(API_KEY, fake_sendgrid.url, timeout=0.5)
 
-    with pytest.raises(MailError) as caught:
+    with pytest.raises(MailOutcomeUnknown) as caught:
         backend.send(make_message(), SENDER)
 
-    assert caught.value.transient is True
+    # The request did reach the server: a timeout does not mean nothing was sent, so it must
+    # not be retried blindly.
+    assert caught.value.transient is False
     assert caught.value.status is None
-    # The request did reach the server: a timeout does not mean nothing was sent.
     assert len(fake_sendgrid.requests) == 1
 
 
@@ -246,16 +256,16 @@ def test_sendgrid_answer_within_the_timeout_is_accepted(fake_sendgrid: FakeSendG
     assert result.message_id == fake_sendgrid.requests[0].message_id
 
 
-def test_sendgrid_connection_closed_without_answer_is_transient(
+def test_sendgrid_connection_closed_without_answer_is_an_unknown_outcome(
     fake_sendgrid: FakeSendGrid,
 ) -> None:
     fake_sendgrid.enqueue_disconnect()
     backend = SendGridBackend(API_KEY, fake_sendgrid.url, timeout=2)
 
-    with pytest.raises(MailError) as caught:
+    with pytest.raises(MailOutcomeUnknown) as caught:
         backend.send(make_message(), SENDER)
 
-    assert caught.value.transient is True
+    assert caught.value.transient is False
 
 
 @pytest.mark.parametrize(
@@ -268,16 +278,16 @@ def test_sendgrid_connection_closed_without_answer_is_transient(
         ),
     ],
 )
-def test_sendgrid_malformed_answer_is_a_transient_mail_error(
+def test_sendgrid_malformed_answer_is_an_unknown_outcome(
     fake_sendgrid: FakeSendGrid, raw: bytes
 ) -> None:
     fake_sendgrid.enqueue_raw(raw)
     backend = SendGridBackend(API_KEY, fake_sendgrid.url, timeout=2)
 
-    with pytest.raises(MailError) as caught:
+    with pytest.raises(MailOutcomeUnknown) as caught:
         backend.send(make_message(), SENDER)
 
-    assert caught.value.transient is True
+    assert caught.value.transient is False
 
 
 # -- File backend ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.accounts.models import Role, User
+from engage.outbox import OutboxMessage
 from engage.timeutil import utcnow
 from engage.topics import queries, services
 from engage.topics.models import (
@@ -16,7 +17,6 @@ from engage.topics.models import (
     SupportAction,
     Topic,
     TopicCategory,
-    TopicNotification,
     TopicStatus,
     TopicStatusChange,
     TopicSupport,
@@ -243,7 +243,7 @@ def test_merge_moves_supports_without_duplicates_and_notifies(app, session, peop
     assert services.reconcile_support_counts(session) == []
     notified = set(
         session.scalars(
-            sa.select(TopicNotification.user_id).where(TopicNotification.kind == "merged")
+            sa.select(OutboxMessage.user_id).where(OutboxMessage.kind == "topic_merged")
         )
     )
     assert notified == {people["author"].id, both.id, only_source.id}

@@ -8,12 +8,12 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from engage import outbox
 from engage.accounts.models import Role, User
 from engage.app import create_app
 from engage.db import Database
 from engage.timeutil import utcnow
 from engage.topics import services
-from engage.topics.jobs import send_topic_notifications
 from engage.topics.models import (
     Topic,
     TopicCategory,
@@ -371,18 +371,14 @@ def test_staff_moderate_publish_return_reject_and_notify(
     )  # not allowed from published
     session.rollback()
     assert session.get(Topic, topic.id).status == TopicStatus.PUBLISHED
-    with app.app_context():
-        summary = send_topic_notifications(session, utcnow(), app.config)
-        session.commit()
-    assert summary == "sent 1, failed 0 topic email(s)"
+    report = outbox.deliver(app)
+    assert (report.sent, report.failed) == (1, 0)
     message = mailbox.last_to(author.email)
     assert message.subject == "Your topic: open for support"
     assert f"http://engage.test/topics/{topic.id}" in message.text
-    with app.app_context():
-        assert (
-            send_topic_notifications(session, utcnow(), app.config)
-            == "sent 0, failed 0 topic email(s)"
-        )
+    again = outbox.deliver(app)
+    assert (again.sent, again.failed) == (0, 0)
+    assert len(mailbox.to(author.email)) == 1
 
 
 def test_merge_through_the_page(client, as_role, make_topic, make_user, session):

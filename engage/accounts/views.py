@@ -13,6 +13,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_user, logout_user
+from sqlalchemy.exc import IntegrityError
 
 from engage.accounts import emails, services
 from engage.accounts.forms import (
@@ -81,17 +82,34 @@ def sign_up():
             registry_id=form.registry.data or None,
         )
         try:
-            outcome = services.sign_up(session, details, utcnow())
+            _sign_up_once(session, details)
         except services.AccountError as exc:
             form.form_errors.append(str(exc))
         else:
-            session.commit()
-            if outcome.created:
-                emails.send_verification(outcome.user)
-            else:
-                emails.send_existing_account_notice(outcome.user)
             return redirect(url_for("auth.check_email"))
     return render_template("auth/sign_up.html", form=form), 400 if form.errors else 200
+
+
+def _sign_up_once(session, details: services.SignUpDetails) -> None:
+    """Create the account (or recognise its owner) and queue the right email, then commit.
+
+    Two submissions of one new address at once both find no account; the second one's insert
+    then violates the unique address, and it is answered as a repeat of the first.
+    """
+    for attempt in range(2):
+        now = utcnow()
+        try:
+            outcome = services.sign_up(session, details, now)
+            if outcome.created:
+                emails.queue_verification(session, outcome.user, now, reason="sign-up")
+            else:
+                emails.queue_sign_up_repeat(session, outcome.user, now)
+            session.commit()
+            return
+        except IntegrityError:
+            session.rollback()
+            if attempt:
+                raise
 
 
 @auth.route("/sign-up/check-email")
@@ -126,7 +144,9 @@ def resend_verification():
     if current_user.is_email_verified:
         flash("Your email address is already confirmed.", "info")
     else:
-        emails.send_verification(current_user)
+        session = get_session()
+        emails.queue_verification(session, _me(), utcnow(), reason="resend")
+        session.commit()
         flash(f"We sent a new link to {current_user.email}.", "success")
     return redirect(url_for("pages.home"))
 
@@ -175,10 +195,11 @@ def request_reset():
     form = RequestResetForm()
     if form.validate_on_submit():
         session = get_session()
-        user = services.request_password_reset(session, form.email.data, utcnow())
-        session.commit()
+        now = utcnow()
+        user = services.request_password_reset(session, form.email.data, now)
         if user is not None:
-            emails.send_password_reset(user)
+            emails.queue_password_reset(session, user, now)
+        session.commit()
         return render_template("auth/reset_sent.html", email=form.email.data)
     return render_template("auth/request_reset.html", form=form), 400 if form.errors else 200
 
@@ -195,13 +216,14 @@ def reset_password(token: str):
         return render_template("auth/link_invalid.html", message=str(exc)), 400
     form = NewPasswordForm(email=user.email)
     if form.validate_on_submit():
+        now = utcnow()
         try:
-            services.reset_password(session, payload, form.password.data, utcnow())
+            services.reset_password(session, payload, form.password.data, now)
         except services.AccountError as exc:
             form.password.errors.append(str(exc))
         else:
+            emails.queue_password_changed(session, user, now)
             session.commit()
-            emails.send_password_changed(user)
             if current_user.is_authenticated:
                 logout_user()
             flash("Your password is changed. Sign in with your new password.", "success")
@@ -257,19 +279,20 @@ def change_password():
     user = _me()
     form = ChangePasswordForm(email=user.email)
     if form.validate_on_submit():
+        now = utcnow()
         try:
             services.change_password(
-                session, user, form.current_password.data, form.password.data, utcnow()
+                session, user, form.current_password.data, form.password.data, now
             )
         except services.WrongPassword as exc:
             form.current_password.errors.append(str(exc))
         except services.WeakPassword as exc:
             form.password.errors.append(str(exc))
         else:
+            emails.queue_password_changed(session, user, now)
             session.commit()
             # Keep this session: re-issue it with the new session version.
             login_user(user, remember=bool(request.cookies.get("remember_token")))
-            emails.send_password_changed(user)
             flash("Your password is changed. Other devices have been signed out.", "success")
             return redirect(url_for("account.profile"))
     return render_template("account/password.html", form=form), 400 if form.errors else 200

@@ -674,16 +674,17 @@ def update_erasure(request_id: int):
     form = ErasureStatusForm()
     if not form.validate_on_submit():
         return _render_erasure_queue(400, form, request_id)
+    now = utcnow()
     try:
         services.set_erasure_status(
-            session, _me(), found, ErasureStatus(form.status.data), form.note.data, utcnow()
+            session, _me(), found, ErasureStatus(form.status.data), form.note.data, now
         )
     except services.ConsentError as exc:
         session.rollback()
         form.form_errors.append(str(exc))
         return _render_erasure_queue(400, form, request_id)
+    emails.queue_erasure_status(session, found.user_id, found, now)
     session.commit()
-    emails.send_erasure_status(session.get(User, found.user_id), found)
     flash(f"Request {found.id} is now “{found.status.label.split(':')[0].lower()}”.", "success")
     return redirect(url_for("consent_staff.erasure_queue")), 303
 
@@ -705,6 +706,7 @@ def participant(user_id: int):
         form.state.data = board.state
     status = 200
     if board.version is not None and form.validate_on_submit():
+        now = utcnow()
         try:
             outcome = services.record_paper_consent(
                 session,
@@ -714,7 +716,7 @@ def participant(user_id: int):
                 version_id=form.version_id.data,
                 state=form.state.data,
                 reference=form.reference.data,
-                now=utcnow(),
+                now=now,
                 issuer=_issuer(),
             )
         except services.ConsentError as exc:
@@ -722,9 +724,9 @@ def participant(user_id: int):
             form.form_errors.append(str(exc))
             status = _status_for(exc)
         else:
+            if outcome.changed and outcome.receipt is not None:
+                emails.queue_paper_consent_recorded(session, subject, outcome.receipt, now)
             session.commit()
-            if outcome.changed:
-                emails.send_paper_consent_recorded(subject, outcome.receipt)
             flash(
                 "The paper form is recorded; the participant has been sent a receipt."
                 if outcome.changed

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
@@ -290,22 +289,3 @@ class TopicSettings(Base):
     # How many open topics one person may support at once; None means no cap.
     support_budget: Mapped[int | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class TopicNotification(Base):
-    """An email owed to a person about a topic, sent by a scheduled job (the outbox)."""
-
-    __tablename__ = "topic_notifications"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
-    topic_id: Mapped[int] = mapped_column(sa.ForeignKey("topics.id", ondelete="CASCADE"))
-    # "status_changed" or "merged"; details hold the new status, reason and target topic.
-    kind: Mapped[str] = mapped_column(sa.String(30))
-    details: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    attempts: Mapped[int] = mapped_column(default=0)
-    last_error: Mapped[str | None] = mapped_column(sa.String(200))
-
-    __table_args__ = (sa.Index("ix_topic_notifications_pending", "sent_at", "id"),)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from engage import outbox
 from engage.accounts.models import Role, User
 from engage.db import lock_rows
 from engage.topics.models import (
@@ -25,7 +26,6 @@ from engage.topics.models import (
     Topic,
     TopicCategory,
     TopicComment,
-    TopicNotification,
     TopicSettings,
     TopicStatus,
     TopicStatusChange,
@@ -145,19 +145,19 @@ def _record_change(
     actor: User | None,
     now: datetime,
     reason: str | None = None,
-) -> None:
-    session.add(
-        TopicStatusChange(
-            topic_id=topic.id,
-            from_status=topic.status if topic.id is not None and topic.status else None,
-            to_status=to_status,
-            actor_id=actor.id if actor else None,
-            reason=reason,
-            created_at=now,
-        )
+) -> TopicStatusChange:
+    change = TopicStatusChange(
+        topic_id=topic.id,
+        from_status=topic.status if topic.id is not None and topic.status else None,
+        to_status=to_status,
+        actor_id=actor.id if actor else None,
+        reason=reason,
+        created_at=now,
     )
+    session.add(change)
     topic.status = to_status
     topic.updated_at = now
+    return change
 
 
 def pending_count(session: Session, author: User) -> int:
@@ -248,14 +248,8 @@ def allowed_staff_transitions(topic: Topic) -> list[TopicStatus]:
     return sorted(STAFF_TRANSITIONS.get(topic.status, frozenset()), key=list(TopicStatus).index)
 
 
-def _queue_notifications(
-    session: Session,
-    topic: Topic,
-    now: datetime,
-    kind: str,
-    details: dict,
-    include_supporters: bool,
-) -> None:
+def _recipients(session: Session, topic: Topic, include_supporters: bool) -> list[int]:
+    """The author, and the supporters when they hear about this change."""
     recipients = {topic.author_id}
     if include_supporters:
         recipients |= set(
@@ -263,12 +257,30 @@ def _queue_notifications(
                 sa.select(TopicSupport.user_id).where(TopicSupport.topic_id == topic.id)
             )
         )
-    session.add_all(
-        TopicNotification(
-            user_id=user_id, topic_id=topic.id, kind=kind, details=details, created_at=now
+    return sorted(recipients)
+
+
+def _queue_notifications(
+    session: Session,
+    topic: Topic,
+    change: TopicStatusChange,
+    now: datetime,
+    kind: str,
+    details: dict,
+    recipients: list[int],
+) -> None:
+    """Queue one email per recipient, keyed by the status change: recording the change once
+    queues each email once."""
+    session.flush()  # the change's id is part of the deduplication key
+    for user_id in recipients:
+        outbox.enqueue(
+            session,
+            kind=kind,
+            dedup_key=f"{kind.replace('_', '-')}:{topic.id}:{change.id}:{user_id}",
+            now=now,
+            user_id=user_id,
+            payload={"topic_id": topic.id, **details},
         )
-        for user_id in sorted(recipients)
-    )
 
 
 def change_status(
@@ -294,16 +306,17 @@ def change_status(
         topic.published_at = now
     if to_status == TopicStatus.ADOPTED and proposal_reference:
         topic.proposal_reference = proposal_reference.strip()[:80]
-    # Supporters are read before the status changes, in the same transaction.
+    recipients = _recipients(session, topic, to_status in SUPPORTERS_NOTIFIED)
+    change = _record_change(session, topic, to_status, actor, now, reason)
     _queue_notifications(
         session,
         topic,
+        change,
         now,
-        "status_changed",
+        "topic_status",
         {"status": to_status.value, "reason": reason},
-        include_supporters=to_status in SUPPORTERS_NOTIFIED,
+        recipients,
     )
-    _record_change(session, topic, to_status, actor, now, reason)
 
 
 def withdraw_topic(session: Session, author: User, topic: Topic, now: datetime) -> None:
@@ -341,14 +354,8 @@ def merge_topics(
         raise ReasonRequired("Give a reason the author can read.")
     # Lock both topics in id order so concurrent supports and merges queue behind us.
     lock_rows(session, Topic, [source.id, target.id])
-    _queue_notifications(
-        session,
-        source,
-        now,
-        "merged",
-        {"target_id": target.id, "target_title": target.title, "reason": reason},
-        include_supporters=True,
-    )
+    # Read before the supports move: the source's supporters are told.
+    recipients = _recipients(session, source, include_supporters=True)
     on_target = sa.select(TopicSupport.user_id).where(TopicSupport.topic_id == target.id)
     session.execute(
         sa.delete(TopicSupport).where(
@@ -382,7 +389,16 @@ def merge_topics(
             .values(support_count=_count_supports(session, topic.id))
         )
     source.merged_into_id = target.id
-    _record_change(session, source, TopicStatus.MERGED, actor, now, reason)
+    change = _record_change(session, source, TopicStatus.MERGED, actor, now, reason)
+    _queue_notifications(
+        session,
+        source,
+        change,
+        now,
+        "topic_merged",
+        {"target_id": target.id, "target_title": target.title, "reason": reason},
+        recipients,
+    )
     return len(moved_rows)
 
 

@@ -1,0 +1,646 @@
+"""The mail outbox: every email is a row written in the feature's own transaction, delivered
+exactly once by claim → send → record.
+
+Rules every sender relies on:
+
+- A feature calls :func:`enqueue` inside its transaction with a **deduplication key** (a unique
+  constraint): a double-click, a re-run job or two workers cannot queue the same email twice.
+  The row holds ids and small facts (``payload``); the message is rendered at delivery time by
+  the renderer its package registered for the row's ``kind``.
+- Delivery **claims** due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and **commits the claim
+  before sending**, then records each result in its own short transaction. A process that dies
+  between sending and recording leaves a claimed row; when its lease expires the row becomes
+  ``unknown`` and is never re-sent blindly: the file backend settles it from whether its file
+  exists; for SendGrid, staff decide (or the provider's events do, with the newsletters work).
+- A row that fails to render or that the provider refuses fails alone, with its attempts and
+  error saved; transient provider errors are retried with backoff.
+- Every message carries a stable ``Message-ID`` derived from the row.
+
+Requests that queue mail which should leave at once (a verification link) pass
+``deliver_now=True``: after the request's transaction commits, the rows are delivered before the
+response is returned. If that fails (the provider is down) the rows stay queued for the
+scheduler's ``outbox.deliver`` job and the request still succeeds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app, g
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from engage import mail
+from engage.db import Base, Database, UTCDateTime
+from engage.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+CLAIM_BATCH = 50
+
+
+class OutboxStatus(enum.StrEnum):
+    """Where a queued email stands."""
+
+    PENDING = "pending"  # due at next_attempt_at
+    CLAIMED = "claimed"  # a worker committed its claim and is sending
+    SENT = "sent"  # handed over (file written, provider accepted)
+    FAILED = "failed"  # will not be sent: render error, refused, or out of attempts
+    UNKNOWN = "unknown"  # sent or not: a crash or a timeout after the request went out
+    CANCELLED = "cancelled"  # no longer owed (the account was deactivated)
+
+    @property
+    def label(self) -> str:
+        """The status as staff read it."""
+        return STATUS_LABELS[self]
+
+
+STATUS_LABELS = {
+    OutboxStatus.PENDING: "Waiting to be sent",
+    OutboxStatus.CLAIMED: "Being sent",
+    OutboxStatus.SENT: "Sent",
+    OutboxStatus.FAILED: "Failed",
+    OutboxStatus.UNKNOWN: "Outcome unknown",
+    OutboxStatus.CANCELLED: "Not sent (no longer owed)",
+}
+
+
+class OutboxMessage(Base):
+    """One email owed to one recipient."""
+
+    __tablename__ = "outbox_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # What the email is (its renderer), e.g. "verify_email", "topic_status".
+    kind: Mapped[str] = mapped_column(sa.String(40))
+    # Unique per email owed, e.g. "topic-status:12:345:7": queuing it again is a no-op.
+    dedup_key: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    # The recipient's account; the address is read at delivery time (None: see to_address).
+    user_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # The address of a recipient without an account (e.g. a newsletter subscriber).
+    to_address: Mapped[str | None] = mapped_column(sa.String(320))
+    # Ids and small facts the renderer needs; never the message body.
+    payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON, default=dict)
+    # Random part of the Message-ID, so ids reused after a database reset never collide.
+    token: Mapped[str] = mapped_column(sa.String(32))
+    status: Mapped[OutboxStatus] = mapped_column(
+        sa.Enum(
+            OutboxStatus,
+            native_enum=False,
+            length=20,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    # Hand-over attempts so far (a claim counts as one).
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Not sent before this time (backoff after a transient error).
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Who holds the current claim, and until when.
+    claim_token: Mapped[str | None] = mapped_column(sa.String(32))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Which transport the last attempt used ("file", "sendgrid", "console").
+    transport: Mapped[str | None] = mapped_column(sa.String(20))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The provider's id for the message (SendGrid's X-Message-Id).
+    provider_message_id: Mapped[str | None] = mapped_column(sa.String(200))
+    # Why the last attempt did not succeed (never message content).
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    # Staff who settled an unknown row, when, and how.
+    resolved_by_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution: Mapped[str | None] = mapped_column(sa.String(40))
+
+    __table_args__ = (
+        sa.Index("ix_outbox_messages_due", "status", "next_attempt_at", "id"),
+        sa.Index("ix_outbox_messages_kind_status", "kind", "status"),
+    )
+
+    def message_id(self, domain: str) -> str:
+        """The stable Message-ID of this email."""
+        # Zero-padded so the file backend's files sort in the order they were queued.
+        return f"<outbox-{self.id:012d}.{self.token}@{domain}>"
+
+
+# Renderers ---------------------------------------------------------------------------------
+Renderer = Callable[[Session, OutboxMessage], "mail.Message | None"]
+
+
+class NotOwed(Exception):
+    """Raised by a renderer when the email is no longer owed (the row is cancelled)."""
+
+
+@dataclass
+class MailKinds:
+    """The renderers packages registered, by kind (bound to the app at composition time)."""
+
+    renderers: dict[str, Renderer] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def register(self, kind: str, renderer: Renderer, label: str) -> None:
+        """Register how to render emails of ``kind`` (``label``: what staff read)."""
+        if kind in self.renderers:
+            raise ValueError(f"mail kind {kind!r} is already registered")
+        self.renderers[kind] = renderer
+        self.labels[kind] = label
+
+
+def kinds(app: Flask | None = None) -> MailKinds:
+    """The app's registered mail kinds."""
+    return (app or current_app).extensions["engage.mail_kinds"]
+
+
+# Enqueue -----------------------------------------------------------------------------------
+_IMMEDIATE = "engage.outbox.immediate"
+_READY = "engage.outbox.ready"
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    dedup_key: str,
+    now: datetime,
+    user_id: int | None = None,
+    to_address: str | None = None,
+    payload: dict[str, Any] | None = None,
+    deliver_now: bool = False,
+) -> int | None:
+    """Queue one email in the caller's transaction; return its id, or None when an email with
+    ``dedup_key`` was already queued (nothing changes then).
+
+    :param deliver_now: try to send it as soon as the caller's transaction commits (in a
+        request: before the response goes out), instead of at the next delivery tick.
+    """
+    if (user_id is None) == (to_address is None):
+        raise ValueError("give exactly one of user_id and to_address")
+    values = {
+        "kind": kind,
+        "dedup_key": dedup_key[:200],
+        "user_id": user_id,
+        "to_address": to_address,
+        "payload": payload or {},
+        "token": secrets.token_hex(8),
+        "status": OutboxStatus.PENDING.value,
+        "attempts": 0,
+        "created_at": now,
+        "next_attempt_at": now,
+    }
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(OutboxMessage)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedup_key"])
+        .returning(OutboxMessage.id)
+    )
+    row_id = session.execute(statement).scalar()
+    if row_id is not None and deliver_now:
+        session.info.setdefault(_IMMEDIATE, []).append(row_id)
+    return row_id
+
+
+def is_queued(session: Session, dedup_key: str) -> bool:
+    """Whether an email with ``dedup_key`` has been queued (whatever became of it)."""
+    return (
+        session.scalar(sa.select(OutboxMessage.id).where(OutboxMessage.dedup_key == dedup_key))
+        is not None
+    )
+
+
+def _promote_after_commit(session: Session) -> None:
+    rows = session.info.pop(_IMMEDIATE, None)
+    if rows:
+        session.info.setdefault(_READY, []).extend(rows)
+
+
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_IMMEDIATE, None)
+
+
+# Delivery ----------------------------------------------------------------------------------
+@dataclass
+class DeliveryReport:
+    """What one delivery run did."""
+
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+    unknown: int = 0
+    cancelled: int = 0
+    settled: int = 0
+
+    def summary(self) -> str:
+        """One line for the job log."""
+        return (
+            f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}, "
+            f"unknown {self.unknown}, cancelled {self.cancelled}, settled {self.settled}"
+        )
+
+
+def _domain(app: Flask) -> str:
+    from email.utils import parseaddr
+
+    address = parseaddr(app.config["MAIL_FROM"])[1]
+    return address.rpartition("@")[2] or "engage.localhost"
+
+
+def _transport_name(app: Flask) -> str:
+    return str(app.config["MAIL_BACKEND"])
+
+
+def _backoff(attempts: int) -> timedelta:
+    """30 s, 1 min, 2 min, … capped at one hour."""
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def expire_stale_claims(session: Session, now: datetime) -> int:
+    """Rows whose claim's lease ran out become ``unknown`` (their worker died or hung)."""
+    result = session.execute(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.CLAIMED,
+            OutboxMessage.lease_expires_at < now,
+        )
+        .values(
+            status=OutboxStatus.UNKNOWN,
+            last_error="the delivering process stopped before recording the outcome",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
+def settle_unknown(session: Session, app: Flask, now: datetime, limit: int = 500) -> int:
+    """Settle ``unknown`` rows from the transport's evidence where it has any: delivered ones
+    become ``sent``, certainly-undelivered ones go back to ``pending``. Returns how many."""
+    backend: mail.MailBackend = app.extensions["engage.mail"]
+    transport = _transport_name(app)
+    domain = _domain(app)
+    rows = session.scalars(
+        sa.select(OutboxMessage)
+        .where(OutboxMessage.status == OutboxStatus.UNKNOWN, OutboxMessage.transport == transport)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    settled = 0
+    for row in rows:
+        evidence = backend.was_delivered(row.message_id(domain))
+        if evidence is None:
+            continue
+        settled += 1
+        if evidence:
+            row.status = OutboxStatus.SENT
+            row.sent_at = row.sent_at or now
+            row.resolution = "evidence: delivered"
+        else:
+            row.status = OutboxStatus.PENDING
+            row.next_attempt_at = now
+            row.resolution = "evidence: not delivered"
+        row.claim_token = None
+    return settled
+
+
+def claim(
+    session: Session,
+    app: Flask,
+    now: datetime,
+    *,
+    limit: int = CLAIM_BATCH,
+    ids: list[int] | None = None,
+) -> tuple[str, list[int]]:
+    """Claim up to ``limit`` due rows for this worker (the caller commits at once).
+
+    PostgreSQL skips rows another worker has locked; SQLite's single writer serialises claims.
+    Returns the claim token and the claimed ids, oldest first.
+    """
+    token = secrets.token_hex(8)
+    lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"])
+    due = (
+        sa.select(OutboxMessage.id)
+        .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if ids is not None:
+        due = due.where(OutboxMessage.id.in_(ids))
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    claimed = session.scalars(
+        sa.update(OutboxMessage)
+        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        .where(OutboxMessage.status == OutboxStatus.PENDING)
+        .values(
+            status=OutboxStatus.CLAIMED,
+            claim_token=token,
+            claimed_at=now,
+            lease_expires_at=now + lease,
+            attempts=OutboxMessage.attempts + 1,
+            transport=_transport_name(app),
+        )
+        .returning(OutboxMessage.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return token, sorted(claimed)
+
+
+def _record(session: Session, row_id: int, token: str, **values: Any) -> None:
+    """Record one attempt's outcome in its own transaction (only under this worker's claim)."""
+    session.execute(
+        sa.update(OutboxMessage)
+        .where(
+            OutboxMessage.id == row_id,
+            OutboxMessage.claim_token == token,
+            OutboxMessage.status.in_([OutboxStatus.CLAIMED, OutboxStatus.UNKNOWN]),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def _render(session: Session, app: Flask, row: OutboxMessage) -> mail.Message:
+    renderer = kinds(app).renderers.get(row.kind)
+    if renderer is None:
+        raise LookupError(f"no renderer for mail kind {row.kind!r}")
+    message = renderer(session, row)
+    if message is None:
+        raise NotOwed("nothing to send")
+    message.message_id = row.message_id(_domain(app))
+    message.custom_args = {**message.custom_args, "outbox_id": str(row.id)}
+    if row.kind not in message.categories:
+        message.categories = [*message.categories, row.kind]
+    return message
+
+
+def _deliver_one(
+    session: Session, app: Flask, row_id: int, token: str, report: DeliveryReport
+) -> None:
+    row = session.get(OutboxMessage, row_id)
+    if row is None or row.claim_token != token:
+        session.rollback()
+        return
+    attempts = row.attempts
+    try:
+        message = _render(session, app, row)
+    except NotOwed as exc:
+        session.rollback()
+        report.cancelled += 1
+        _record(session, row_id, token, status=OutboxStatus.CANCELLED, last_error=str(exc)[:500])
+        return
+    except Exception as exc:  # noqa: BLE001 - a poison row fails alone, with its error kept
+        session.rollback()
+        log.exception("outbox row %s (%s) could not be rendered", row_id, row.kind)
+        report.failed += 1
+        _record(
+            session,
+            row_id,
+            token,
+            status=OutboxStatus.FAILED,
+            last_error=f"could not render: {exc.__class__.__name__}: {exc}"[:500],
+        )
+        return
+    # The claim is committed; reading for the render must not hold a transaction open
+    # while the provider answers.
+    session.rollback()
+    try:
+        result = mail.send(message)
+    except mail.MailOutcomeUnknown as exc:
+        report.unknown += 1
+        _record(session, row_id, token, status=OutboxStatus.UNKNOWN, last_error=str(exc)[:500])
+        return
+    except mail.MailError as exc:
+        if exc.transient and attempts < MAX_ATTEMPTS:
+            report.retrying += 1
+            _record(
+                session,
+                row_id,
+                token,
+                status=OutboxStatus.PENDING,
+                claim_token=None,
+                next_attempt_at=utcnow() + _backoff(attempts),
+                last_error=str(exc)[:500],
+            )
+        else:
+            report.failed += 1
+            _record(session, row_id, token, status=OutboxStatus.FAILED, last_error=str(exc)[:500])
+        return
+    report.sent += 1
+    _record(
+        session,
+        row_id,
+        token,
+        status=OutboxStatus.SENT,
+        sent_at=utcnow(),
+        provider_message_id=(result.message_id or "")[:200] or None,
+        last_error=None,
+    )
+
+
+def deliver(
+    app: Flask,
+    *,
+    now: datetime | None = None,
+    ids: list[int] | None = None,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+) -> DeliveryReport:
+    """Deliver due emails: expire stale claims, settle unknown rows from evidence, then claim
+    and send batch after batch until nothing is due, ``limit`` rows were claimed, or ``stop``
+    is set (the current message is finished first).
+
+    :param ids: deliver only these rows (the immediate attempt after a request).
+    """
+    report = DeliveryReport()
+    with app.app_context():
+        session = Database.new_session(app)
+        try:
+            now = now or utcnow()
+            if ids is None:
+                expire_stale_claims(session, now)
+                session.commit()
+                report.settled = settle_unknown(session, app, now)
+                session.commit()
+            remaining = limit
+            while not (stop is not None and stop.is_set()):
+                batch = CLAIM_BATCH if remaining is None else min(CLAIM_BATCH, remaining)
+                if batch <= 0:
+                    break
+                token, claimed = claim(session, app, now, limit=batch, ids=ids)
+                session.commit()
+                if not claimed:
+                    break
+                for row_id in claimed:
+                    if stop is not None and stop.is_set():
+                        # Not started: hand the rest back at once instead of leaving them
+                        # to expire into "unknown".
+                        _release(session, row_id, token)
+                        continue
+                    _deliver_one(session, app, row_id, token, report)
+                if remaining is not None:
+                    remaining -= len(claimed)
+                if ids is not None:
+                    break
+                now = max(now, utcnow())
+        finally:
+            session.rollback()
+            session.close()
+    return report
+
+
+def _release(session: Session, row_id: int, token: str) -> None:
+    """Give back a claimed row that was never attempted."""
+    _record(
+        session,
+        row_id,
+        token,
+        status=OutboxStatus.PENDING,
+        claim_token=None,
+        attempts=OutboxMessage.attempts - 1,
+    )
+
+
+def deliver_due(session: Session, now: datetime, config: dict[str, Any]) -> str:
+    """The ``outbox.deliver`` job: deliver what is due (each step commits on its own)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = app.extensions.get("engage.stop")
+    return deliver(app, now=now, stop=stop).summary()
+
+
+def _deliver_ready_after_request(response: Any) -> Any:
+    """Send what this request queued with ``deliver_now`` once its transaction committed."""
+    session: Session | None = g.get("db_session")
+    if session is None:
+        return response
+    ready = session.info.pop(_READY, None)
+    if not ready:
+        return response
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        deliver(app, ids=ready)
+    except Exception:  # noqa: BLE001 - the rows stay queued; the job sends them later
+        log.exception("immediate delivery of %d queued email(s) failed; left queued", len(ready))
+    return response
+
+
+def deliver_ready(app: Flask, session: Session) -> DeliveryReport | None:
+    """Send what ``session`` queued with ``deliver_now`` and has committed (CLI, tests)."""
+    ready = session.info.pop(_READY, None)
+    if not ready:
+        return None
+    return deliver(app, ids=ready)
+
+
+# Staff -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboxCount:
+    """How many emails of one kind are in one status."""
+
+    kind: str
+    status: OutboxStatus
+    count: int
+
+
+def counts(session: Session) -> list[OutboxCount]:
+    """Emails by kind and status (one grouped query)."""
+    rows = session.execute(
+        sa.select(OutboxMessage.kind, OutboxMessage.status, sa.func.count())
+        .group_by(OutboxMessage.kind, OutboxMessage.status)
+        .order_by(OutboxMessage.kind, OutboxMessage.status)
+    ).all()
+    return [OutboxCount(kind, status, count) for kind, status, count in rows]
+
+
+def problems(session: Session, limit: int = 100) -> list[OutboxMessage]:
+    """Failed and unknown emails, newest first."""
+    return list(
+        session.scalars(
+            sa.select(OutboxMessage)
+            .where(OutboxMessage.status.in_([OutboxStatus.FAILED, OutboxStatus.UNKNOWN]))
+            .order_by(OutboxMessage.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+class CannotResolve(Exception):
+    """The email is not in a state staff can settle."""
+
+
+class Resolution(enum.StrEnum):
+    """What staff decided about an email whose outcome is unknown or that failed."""
+
+    SEND_AGAIN = "send_again"
+    MARK_SENT = "mark_sent"
+    GIVE_UP = "give_up"
+
+
+def resolve(
+    session: Session, actor_id: int, row_id: int, decision: Resolution, now: datetime
+) -> OutboxMessage:
+    """Staff settle an unknown (or failed) email: send it again, count it as delivered, or
+    give up on it. The row is locked, so two staff clicking at once decide once."""
+    row = session.scalar(
+        sa.select(OutboxMessage).where(OutboxMessage.id == row_id).with_for_update()
+    )
+    if row is None:
+        raise CannotResolve("That email no longer exists.")
+    allowed = {OutboxStatus.UNKNOWN} | (
+        {OutboxStatus.FAILED} if decision != Resolution.MARK_SENT else set()
+    )
+    if row.status not in allowed:
+        raise CannotResolve(f"That email is “{row.status.label.lower()}” now; nothing was changed.")
+    if decision == Resolution.SEND_AGAIN:
+        row.status = OutboxStatus.PENDING
+        row.next_attempt_at = now
+        row.claim_token = None
+        row.attempts = min(row.attempts, MAX_ATTEMPTS - 1)
+    elif decision == Resolution.MARK_SENT:
+        row.status = OutboxStatus.SENT
+        row.sent_at = row.sent_at or now
+    else:
+        row.status = OutboxStatus.CANCELLED
+    row.resolved_by_id = actor_id
+    row.resolved_at = now
+    row.resolution = decision.value
+    return row
+
+
+# Composition -------------------------------------------------------------------------------
+def init_app(app: Flask, mail_kinds: MailKinds) -> None:
+    """Bind the registered mail kinds and send ``deliver_now`` rows after each request."""
+    app.extensions["engage.mail_kinds"] = mail_kinds
+    app.after_request(_deliver_ready_after_request)
+    factory = app.extensions["engage.db"]["sessionmaker"]
+    if not event.contains(factory, "after_commit", _promote_after_commit):
+        event.listen(factory, "after_commit", _promote_after_commit)
+        event.listen(factory, "after_rollback", _forget_after_rollback)
+
+
+def iter_messages(session: Session, status: OutboxStatus) -> Iterator[OutboxMessage]:
+    """Every row in ``status`` (tests and checks)."""
+    yield from session.scalars(
+        sa.select(OutboxMessage).where(OutboxMessage.status == status).order_by(OutboxMessage.id)
+    )

@@ -54,6 +54,8 @@ class Config:
         self.MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR") or None
         self.SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY") or None
         self.SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST") or None
+        # Seconds to wait for SendGrid's answer; no answer in time makes the outcome unknown.
+        self.SENDGRID_TIMEOUT = _env_int("SENDGRID_TIMEOUT", 10)
         self.SENDGRID_WEBHOOK_PUBLIC_KEY = os.environ.get("SENDGRID_WEBHOOK_PUBLIC_KEY") or None
         self.RATELIMIT_ENABLED = _env_bool("RATELIMIT_ENABLED", True)
         self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")

@@ -119,12 +119,13 @@ def _bind_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from engage.accounts.views import account, auth
     from engage.consent.views import consent, consent_staff
+    from engage.outbox_views import outbox_staff
     from engage.pages import pages
     from engage.staff_views import staff
     from engage.topics.views import topics
 
     app.url_map.converters["int"] = DatabaseIdConverter
-    for blueprint in (pages, auth, account, staff, topics, consent, consent_staff):
+    for blueprint in (pages, auth, account, staff, topics, consent, consent_staff, outbox_staff):
         app.register_blueprint(blueprint)
 
 

@@ -42,6 +42,7 @@ def register_commands(app: Flask) -> None:
         topics_group,
         consent_group,
         audit_group,
+        outbox_group,
     )
     for command in groups:
         app.cli.add_command(command)
@@ -294,3 +295,41 @@ def scheduler_run_job(job_id: str) -> None:
         ) from None
     summary = run_job(current_app._get_current_object(), job)  # type: ignore[attr-defined]
     click.echo(summary or "done")
+
+
+# engage outbox ------------------------------------------------------------------------------
+@click.group("outbox")
+def outbox_group() -> None:
+    """The mail outbox."""
+
+
+@outbox_group.command("deliver")
+@click.option("--limit", type=int, default=None, help="Claim at most this many emails.")
+@with_appcontext
+def outbox_deliver(limit: int | None) -> None:
+    """Deliver due emails once, as an extra delivery worker (any number may run at once)."""
+    import signal
+    import threading
+
+    from engage import outbox
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    stop = threading.Event()
+    # SIGTERM finishes the message being sent and hands the rest of the claim back.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    report = outbox.deliver(app, limit=limit, stop=stop)
+    click.echo(report.summary())
+
+
+@outbox_group.command("status")
+@with_appcontext
+def outbox_status() -> None:
+    """Emails by kind and status; failed and unknown ones with their errors."""
+    from engage import outbox
+    from engage.db import get_session
+
+    session = get_session()
+    for row in outbox.counts(session):
+        click.echo(f"{row.kind}\t{row.status.value}\t{row.count}")
+    for message in outbox.problems(session):
+        click.echo(f"#{message.id}\t{message.kind}\t{message.status.value}\t{message.last_error}")

@@ -280,7 +280,11 @@ def make_backend(app: Flask) -> MailBackend:
     if name == "file":
         return FileBackend(app.config["MAIL_OUTBOX_DIR"])
     if name == "sendgrid":
-        return SendGridBackend(app.config["SENDGRID_API_KEY"], app.config["SENDGRID_API_HOST"])
+        return SendGridBackend(
+            app.config["SENDGRID_API_KEY"],
+            app.config["SENDGRID_API_HOST"],
+            timeout=float(app.config.get("SENDGRID_TIMEOUT", 10)),
+        )
     raise ValueError(f"unknown MAIL_BACKEND {name!r}")
 
 

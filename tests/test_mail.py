@@ -387,3 +387,17 @@ def test_console_backend_prints_headers_and_the_text_part() -> None:
     # Only the text part is printed, not the HTML.
     assert "<p>" not in output
     assert lines[-1] == "-" * 72
+
+
+def test_file_backend_writes_a_message_with_a_stable_id_once_and_whole(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path)
+    message = make_message(message_id="<outbox-000000000007.abc@engage.test>")
+
+    assert backend.was_delivered(message.message_id) is False
+    backend.send(message, SENDER)
+    backend.send(message, SENDER)  # an attempt whose outcome was unknown, made again
+
+    files = list(tmp_path.iterdir())
+    assert [f.name for f in files] == ["outbox-000000000007.abc_engage.test.eml"]
+    assert read_eml(files[0])["Message-ID"] == message.message_id
+    assert backend.was_delivered(message.message_id) is True

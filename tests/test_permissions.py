@@ -26,6 +26,7 @@ from engage.consent import services as consent_services
 from engage.consent.models import ConsentEvent, ConsentFormVersion, VersionStatus
 from engage.consent.seed import FIRST_FORM
 from engage.db import Database
+from engage.outbox import OutboxMessage
 from engage.registries.models import Registry
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
@@ -126,6 +127,8 @@ ACCESS: dict[str, Access] = {
     "staff.new_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.audit_log": Access(get=only("staff")),
+    "outbox_staff.overview": Access(get=only("staff")),
+    "outbox_staff.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     # Research topics. Reading is public; contributing is for people with MS, healthcare
     # professionals and MS organisations; moderation is for staff. Actions answer with a
     # redirect back to the topic (their outcome is flashed there).
@@ -213,6 +216,7 @@ class World:
     registry: Registry
     topic_id: int
     comment_id: int
+    message_id: int
     consent: dict[str, Any]
 
     def url_values(self) -> dict[str, Any]:
@@ -223,6 +227,7 @@ class World:
             "token": PLAUSIBLE_BAD_TOKEN,
             "topic_id": self.topic_id,
             "comment_id": self.comment_id,
+            "message_id": self.message_id,
             **self.consent,
         }
 
@@ -254,6 +259,8 @@ def world(app, make_user, make_registry) -> World:
         )
         session.commit()
         topic_id, comment_id = topic.id, comment.id
+        # Publishing queued an email to the author: the outbox pages point at it.
+        message_id = session.scalar(sa.select(sa.func.max(OutboxMessage.id)))
         consent = _consent_world(app, session, author, staff)
     finally:
         session.close()
@@ -262,6 +269,7 @@ def world(app, make_user, make_registry) -> World:
         registry=make_registry(code="SMSREG"),
         topic_id=topic_id,
         comment_id=comment_id,
+        message_id=message_id,
         consent=consent,
     )
 

@@ -64,6 +64,8 @@ class Config:
         # How long a delivery worker's claim on an email lasts; after it the email's outcome
         # counts as unknown (longer than any one hand-over can take).
         self.OUTBOX_LEASE_SECONDS = _env_int("OUTBOX_LEASE_SECONDS", 300)
+        # How many emails a delivery worker claims at a time.
+        self.OUTBOX_CLAIM_BATCH = _env_int("OUTBOX_CLAIM_BATCH", 50)
 
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

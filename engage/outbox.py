@@ -8,10 +8,11 @@ Rules every sender relies on:
   The row holds ids and small facts (``payload``); the message is rendered at delivery time by
   the renderer its package registered for the row's ``kind``.
 - Delivery **claims** due rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and **commits the claim
-  before sending**, then records each result in its own short transaction. A process that dies
-  between sending and recording leaves a claimed row; when its lease expires the row becomes
-  ``unknown`` and is never re-sent blindly: the file backend settles it from whether its file
-  exists; for SendGrid, staff decide (or the provider's events do, with the newsletters work).
+  before sending**, commits "attempt started" just before each hand-over, then records each
+  result in its own short transaction. When a worker dies, its claim's lease expires: rows it
+  never attempted go back to the queue; a row whose hand-over had started becomes ``unknown``
+  and is never re-sent blindly: the file backend settles it from whether its file exists; for
+  SendGrid, staff decide (or the provider's events do, with the newsletters work).
 - A row that fails to render or that the provider refuses fails alone, with its attempts and
   error saved; transient provider errors are retried with backoff.
 - Every message carries a stable ``Message-ID`` derived from the row.
@@ -106,7 +107,7 @@ class OutboxMessage(Base):
             values_callable=lambda e: [m.value for m in e],
         )
     )
-    # Hand-over attempts so far (a claim counts as one).
+    # Attempts so far (each render and hand-over counts as one).
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Not sent before this time (backoff after a transient error).
@@ -115,6 +116,9 @@ class OutboxMessage(Base):
     claim_token: Mapped[str | None] = mapped_column(sa.String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Committed just before the hand-over starts: a claim that expires without it was never
+    # attempted (safe to send); with it, the outcome is unknown.
+    attempt_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Which transport the last attempt used ("file", "sendgrid", "console").
     transport: Mapped[str | None] = mapped_column(sa.String(20))
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -276,20 +280,28 @@ def _worker_name() -> str:
 
 
 def expire_stale_claims(session: Session, now: datetime) -> int:
-    """Rows whose claim's lease ran out become ``unknown`` (their worker died or hung)."""
-    result = session.execute(
+    """Settle rows whose claim's lease ran out (their worker died or hung): one never
+    attempted goes back to ``pending``; one whose hand-over had started becomes ``unknown``."""
+    stale = (
+        OutboxMessage.status == OutboxStatus.CLAIMED,
+        OutboxMessage.lease_expires_at < now,
+    )
+    never_attempted = session.execute(
         sa.update(OutboxMessage)
-        .where(
-            OutboxMessage.status == OutboxStatus.CLAIMED,
-            OutboxMessage.lease_expires_at < now,
-        )
+        .where(*stale, OutboxMessage.attempt_started_at.is_(None))
+        .values(status=OutboxStatus.PENDING, claim_token=None, next_attempt_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    started = session.execute(
+        sa.update(OutboxMessage)
+        .where(*stale, OutboxMessage.attempt_started_at.is_not(None))
         .values(
             status=OutboxStatus.UNKNOWN,
             last_error="the delivering process stopped before recording the outcome",
         )
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount or 0
+    return (never_attempted.rowcount or 0) + (started.rowcount or 0)
 
 
 def settle_unknown(session: Session, app: Flask, now: datetime, limit: int = 500) -> int:
@@ -347,17 +359,24 @@ def claim(
     if ids is not None:
         due = due.where(OutboxMessage.id.in_(ids))
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # Lock the rows first, in their own statement: inside an UPDATE's IN (…), PostgreSQL
+        # may run a SKIP LOCKED subquery once per row and claim far more than ``limit``.
+        chosen: Any = list(session.scalars(due.with_for_update(skip_locked=True)))
+        if not chosen:
+            return token, []
+    else:
+        # SQLite evaluates the subquery once, and the UPDATE takes the write lock.
+        chosen = due.scalar_subquery()
     claimed = session.scalars(
         sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_(due.scalar_subquery()))
+        .where(OutboxMessage.id.in_(chosen))
         .where(OutboxMessage.status == OutboxStatus.PENDING)
         .values(
             status=OutboxStatus.CLAIMED,
             claim_token=token,
             claimed_at=now,
             lease_expires_at=now + lease,
-            attempts=OutboxMessage.attempts + 1,
+            attempt_started_at=None,
             transport=_transport_name(app),
         )
         .returning(OutboxMessage.id)
@@ -398,11 +417,11 @@ def _render(session: Session, app: Flask, row: OutboxMessage) -> mail.Message:
 def _deliver_one(
     session: Session, app: Flask, row_id: int, token: str, report: DeliveryReport
 ) -> None:
-    row = session.get(OutboxMessage, row_id)
+    row = session.get(OutboxMessage, row_id, populate_existing=True)
     if row is None or row.claim_token != token:
         session.rollback()
         return
-    attempts = row.attempts
+    attempts = row.attempts + 1
     try:
         message = _render(session, app, row)
     except NotOwed as exc:
@@ -419,12 +438,14 @@ def _deliver_one(
             row_id,
             token,
             status=OutboxStatus.FAILED,
+            attempts=attempts,
             last_error=f"could not render: {exc.__class__.__name__}: {exc}"[:500],
         )
         return
-    # The claim is committed; reading for the render must not hold a transaction open
-    # while the provider answers.
+    # From here on the outcome may be unknown: say so durably before handing over (this
+    # also ends the render's transaction, so none stays open while the provider answers).
     session.rollback()
+    _record(session, row_id, token, attempt_started_at=utcnow(), attempts=attempts)
     try:
         result = mail.send(message)
     except mail.MailOutcomeUnknown as exc:
@@ -484,8 +505,9 @@ def deliver(
                 report.settled = settle_unknown(session, app, now)
                 session.commit()
             remaining = limit
+            size = int(app.config.get("OUTBOX_CLAIM_BATCH", CLAIM_BATCH))
             while not (stop is not None and stop.is_set()):
-                batch = CLAIM_BATCH if remaining is None else min(CLAIM_BATCH, remaining)
+                batch = size if remaining is None else min(size, remaining)
                 if batch <= 0:
                     break
                 token, claimed = claim(session, app, now, limit=batch, ids=ids)
@@ -512,14 +534,7 @@ def deliver(
 
 def _release(session: Session, row_id: int, token: str) -> None:
     """Give back a claimed row that was never attempted."""
-    _record(
-        session,
-        row_id,
-        token,
-        status=OutboxStatus.PENDING,
-        claim_token=None,
-        attempts=OutboxMessage.attempts - 1,
-    )
+    _record(session, row_id, token, status=OutboxStatus.PENDING, claim_token=None)
 
 
 def deliver_due(session: Session, now: datetime, config: dict[str, Any]) -> str:

@@ -170,7 +170,8 @@ def test_no_answer_after_sending_is_unknown_and_never_resent_blindly(
 
 
 def test_a_stale_claim_is_settled_from_the_files_that_exist(app, session, make_user, mailbox):
-    """A worker died after claiming two emails: it wrote the first, not the second."""
+    """A worker died after claiming two emails: it wrote the first and never started the
+    second."""
     users = [make_user(), make_user()]
     for user in users:
         queue_notice(session, user, f"notice:{user.id}")
@@ -181,6 +182,8 @@ def test_a_stale_claim_is_settled_from_the_files_that_exist(app, session, make_u
         claim_session.commit()
         first = claim_session.get(OutboxMessage, claimed[0])
         message = outbox._render(claim_session, app, first)
+        claim_session.rollback()
+        outbox._record(claim_session, first.id, token, attempt_started_at=start, attempts=1)
         app.extensions["engage.mail"].send(message, app.config["MAIL_FROM"])
         claim_session.close()
     assert len(mailbox.messages) == 1
@@ -190,12 +193,12 @@ def test_a_stale_claim_is_settled_from_the_files_that_exist(app, session, make_u
     lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"] + 1)
     report = outbox.deliver(app, now=start + lease)
 
-    assert (report.settled, report.sent) == (2, 1)
+    assert (report.settled, report.sent) == (1, 1)
     assert sorted(m.to for m in mailbox.messages) == sorted(u.email for u in users)
     found = rows(session)
     assert [r.status for r in found] == [OutboxStatus.SENT, OutboxStatus.SENT]
-    assert [r.resolution for r in found] == ["evidence: delivered", "evidence: not delivered"]
-    assert [r.attempts for r in found] == [1, 2]
+    assert [r.resolution for r in found] == ["evidence: delivered", None]
+    assert [r.attempts for r in found] == [1, 1]
 
 
 def test_staff_decide_about_an_unknown_email_once(
@@ -306,3 +309,27 @@ def test_a_sign_up_with_a_confirmed_address_warns_once_an_hour(app, client, make
     assert [m.subject for m in mailbox.to(owner.email)] == [
         "Someone tried to join Engage with your address"
     ]
+
+
+def test_an_attempt_that_started_but_left_no_file_is_sent_again(app, session, make_user, mailbox):
+    """The worker died between "attempt started" and writing the file: no file, so the email
+    was certainly not handed over, and it goes out once."""
+    user = make_user()
+    queue_notice(session, user, "notice")
+    start = utcnow()
+    with app.app_context():
+        claim_session = Database.new_session(app)
+        token, claimed = outbox.claim(claim_session, app, start, limit=1)
+        claim_session.commit()
+        outbox._record(claim_session, claimed[0], token, attempt_started_at=start, attempts=1)
+        claim_session.close()
+    lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"] + 1)
+    report = outbox.deliver(app, now=start + lease)
+    assert (report.settled, report.sent) == (1, 1)
+    row = rows(session)[0]
+    assert (row.status, row.resolution, row.attempts) == (
+        OutboxStatus.SENT,
+        "evidence: not delivered",
+        2,
+    )
+    assert len(mailbox.to(user.email)) == 1

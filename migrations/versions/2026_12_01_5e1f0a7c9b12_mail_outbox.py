@@ -46,6 +46,7 @@ def upgrade() -> None:
         sa.Column("claim_token", sa.String(length=32), nullable=True),
         sa.Column("claimed_at", engage.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lease_expires_at", engage.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("attempt_started_at", engage.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("transport", sa.String(length=20), nullable=True),
         sa.Column("sent_at", engage.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("provider_message_id", sa.String(length=200), nullable=True),

@@ -367,3 +367,46 @@ def test_two_reminder_runs_at_once_queue_each_email_once(pg_url, make_app, tmp_p
         )
         session.close()
     assert queued == 40
+
+
+def test_concurrent_identical_sign_ups_send_one_confirmation_and_no_warning(make_app, tmp_path):
+    """A double-submitted sign-up: every request answers "check your email", one account,
+    one confirmation, no "someone tried to join with your address" warning."""
+    from tests.conftest import Mailbox, csrf_token
+
+    app = make_app(MAIL_BACKEND="file", MAIL_OUTBOX_DIR=str(tmp_path / "mail"))
+    form = {
+        "role": "participant",
+        "display_name": "Ana",
+        "email": "ana@example.org",
+        "password": "a long enough passphrase",
+        "password_confirm": "a long enough passphrase",
+        "country": "SE",
+        "language": "en",
+    }
+    clients = [app.test_client() for _ in range(4)]
+    tokens = [csrf_token(client) for client in clients]
+    barrier = threading.Barrier(len(clients))
+    answers: list[int] = []
+
+    def submit(client, token) -> None:
+        barrier.wait()
+        answers.append(client.post("/sign-up", data={**form, "csrf_token": token}).status_code)
+
+    threads = [
+        threading.Thread(target=submit, args=pair) for pair in zip(clients, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert answers == [302] * 4
+    with app.app_context():
+        session = Database.new_session(app)
+        accounts = session.scalar(sa.select(sa.func.count()).select_from(User))
+        session.close()
+    assert accounts == 1
+    outbox.deliver(app)
+    subjects = [m.subject for m in Mailbox(app).to("ana@example.org")]
+    assert subjects == ["Confirm your email address for Engage"]

@@ -2,16 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -e ".[dev]"
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -c constraints.txt -e ".[dev]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -33,3 +33,12 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+## make constraints: re-resolve the newest allowed versions into constraints.txt (then run make test)
+constraints:
+	rm -rf .venv-constraints
+	$(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q -e ".[dev]"
+	{ head -n 2 constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable | grep -v '^engage'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints

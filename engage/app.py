@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
-from config import Config, load_config
+from engage.settings import Config, load_config
 from engage import mail
 from engage.db import db, get_session
 

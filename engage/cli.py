@@ -14,8 +14,8 @@ from engage.accounts.models import Role
 
 
 def _create_app() -> Flask:
-    from config import ConfigurationError
     from engage.app import create_app
+    from engage.settings import ConfigurationError
 
     try:
         return create_app()

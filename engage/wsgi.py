@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from config import ConfigurationError
 from engage.app import create_app
 from engage.migrate import unapplied_migrations_message
+from engage.settings import ConfigurationError
 
 try:
     app = create_app()

@@ -45,6 +45,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engage import mail
 from engage.db import Base, Database, UTCDateTime
+from engage.enums import LabelledEnum, enum_column
 from engage.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -53,30 +54,21 @@ MAX_ATTEMPTS = 8
 CLAIM_BATCH = 50
 
 
-class OutboxStatus(enum.StrEnum):
+class OutboxStatus(LabelledEnum):
     """Where a queued email stands."""
 
-    PENDING = "pending"  # due at next_attempt_at
-    CLAIMED = "claimed"  # a worker committed its claim and is sending
-    SENT = "sent"  # handed over (file written, provider accepted)
-    FAILED = "failed"  # will not be sent: render error, refused, or out of attempts
-    UNKNOWN = "unknown"  # sent or not: a crash or a timeout after the request went out
-    CANCELLED = "cancelled"  # no longer owed (the account was deactivated)
-
-    @property
-    def label(self) -> str:
-        """The status as staff read it."""
-        return STATUS_LABELS[self]
-
-
-STATUS_LABELS = {
-    OutboxStatus.PENDING: "Waiting to be sent",
-    OutboxStatus.CLAIMED: "Being sent",
-    OutboxStatus.SENT: "Sent",
-    OutboxStatus.FAILED: "Failed",
-    OutboxStatus.UNKNOWN: "Outcome unknown",
-    OutboxStatus.CANCELLED: "Not sent (no longer owed)",
-}
+    # Due at next_attempt_at.
+    PENDING = "pending", "Waiting to be sent"
+    # A worker committed its claim and is sending.
+    CLAIMED = "claimed", "Being sent"
+    # Handed over (file written, provider accepted).
+    SENT = "sent", "Sent"
+    # Will not be sent: render error, refused, or out of attempts.
+    FAILED = "failed", "Failed"
+    # Sent or not: a crash or a timeout after the request went out.
+    UNKNOWN = "unknown", "Outcome unknown"
+    # No longer owed (the account was deactivated or removed).
+    CANCELLED = "cancelled", "Not sent (no longer owed)"
 
 
 class OutboxMessage(Base):
@@ -100,12 +92,7 @@ class OutboxMessage(Base):
     # Random part of the Message-ID, so ids reused after a database reset never collide.
     token: Mapped[str] = mapped_column(sa.String(32))
     status: Mapped[OutboxStatus] = mapped_column(
-        sa.Enum(
-            OutboxStatus,
-            native_enum=False,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        )
+        enum_column(OutboxStatus)
     )
     # Attempts so far (each render and hand-over counts as one).
     attempts: Mapped[int] = mapped_column(default=0)

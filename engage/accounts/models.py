@@ -10,33 +10,21 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.db import Base, UTCDateTime
+from engage.enums import LabelledEnum, enum_column
 
 if TYPE_CHECKING:
     from engage.registries.models import Registry
 
 
-class Role(enum.StrEnum):
+class Role(LabelledEnum):
     """A person's primary role in the network."""
 
-    PARTICIPANT = "participant"
-    CLINICIAN = "clinician"
-    CUSTODIAN = "custodian"
-    ORGANISATION = "organisation"
-    STAFF = "staff"
+    PARTICIPANT = "participant", "Person with MS"
+    CLINICIAN = "clinician", "Healthcare professional"
+    CUSTODIAN = "custodian", "Data custodian"
+    ORGANISATION = "organisation", "MS organisation"
+    STAFF = "staff", "Coordination-centre staff"
 
-    @property
-    def label(self) -> str:
-        """The network's own wording for the role."""
-        return ROLE_LABELS[self]
-
-
-ROLE_LABELS = {
-    Role.PARTICIPANT: "Person with MS",
-    Role.CLINICIAN: "Healthcare professional",
-    Role.CUSTODIAN: "Data custodian",
-    Role.ORGANISATION: "MS organisation",
-    Role.STAFF: "Coordination-centre staff",
-}
 
 # The choices people make when they sign up, in the network's words.
 SIGN_UP_ROLE_CHOICES = [
@@ -67,7 +55,7 @@ class User(Base):
     # argon2id hash; never logged or shown.
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[Role] = mapped_column(
-        sa.Enum(Role, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+        enum_column(Role)
     )
     # ISO 3166-1 alpha-2 country code.
     country: Mapped[str] = mapped_column(sa.String(2))
@@ -83,12 +71,7 @@ class User(Base):
         sa.ForeignKey("registries.id", ondelete="RESTRICT")
     )
     custodian_status: Mapped[CustodianStatus | None] = mapped_column(
-        sa.Enum(
-            CustodianStatus,
-            native_enum=False,
-            length=20,
-            values_callable=lambda e: [m.value for m in e],
-        )
+        enum_column(CustodianStatus)
     )
     # When the email address was confirmed; None until then.
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

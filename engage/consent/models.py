@@ -25,16 +25,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engage.db import Base, UTCDateTime
-
-
-def _enum(enum_class: type[enum.Enum], length: int = 20) -> sa.Enum:
-    return sa.Enum(
-        enum_class,
-        native_enum=False,
-        length=length,
-        values_callable=lambda e: [m.value for m in e],
-    )
-
+from engage.enums import LabelledEnum, enum_column
 
 # Scope codes get one bit each of a signed 64-bit mask: bits 0 to 62.
 MAX_SCOPE_CODES = 63
@@ -53,24 +44,12 @@ class VersionStatus(enum.StrEnum):
         return {"draft": "Draft", "published": "Current", "superseded": "Replaced"}[self.value]
 
 
-class ScopeKind(enum.StrEnum):
+class ScopeKind(LabelledEnum):
     """What a scope is about."""
 
-    PURPOSE = "purpose"
-    DATA_CATEGORY = "data_category"
-    CONTACT = "contact"
-
-    @property
-    def label(self) -> str:
-        """The kind as people read it."""
-        return SCOPE_KIND_LABELS[self]
-
-
-SCOPE_KIND_LABELS = {
-    ScopeKind.PURPOSE: "What my data is used for",
-    ScopeKind.DATA_CATEGORY: "Which data is included",
-    ScopeKind.CONTACT: "How you may contact me",
-}
+    PURPOSE = "purpose", "What my data is used for"
+    DATA_CATEGORY = "data_category", "Which data is included"
+    CONTACT = "contact", "How you may contact me"
 
 
 class Decision(enum.StrEnum):
@@ -100,18 +79,14 @@ class CollectionMethod(enum.StrEnum):
         return "Paper form, recorded by coordination-centre staff"
 
 
-class ErasureStatus(enum.StrEnum):
+class ErasureStatus(LabelledEnum):
     """Where a request to erase a participant's data stands."""
 
-    RECEIVED = "received"
-    IN_PROGRESS = "in_progress"
-    COMPLETED = "completed"
-    DECLINED = "declined"
+    RECEIVED = "received", "Received: waiting for the coordination centre"
+    IN_PROGRESS = "in_progress", "In progress: the registries are erasing your data"
+    COMPLETED = "completed", "Completed: your data has been erased"
+    DECLINED = "declined", "Not carried out (see the reason)"
 
-    @property
-    def label(self) -> str:
-        """The status as people read it."""
-        return ERASURE_LABELS[self]
 
     @property
     def is_open(self) -> bool:
@@ -119,12 +94,6 @@ class ErasureStatus(enum.StrEnum):
         return self in OPEN_ERASURE_STATUSES
 
 
-ERASURE_LABELS = {
-    ErasureStatus.RECEIVED: "Received: waiting for the coordination centre",
-    ErasureStatus.IN_PROGRESS: "In progress: the registries are erasing your data",
-    ErasureStatus.COMPLETED: "Completed: your data has been erased",
-    ErasureStatus.DECLINED: "Not carried out (see the reason)",
-}
 OPEN_ERASURE_STATUSES = frozenset({ErasureStatus.RECEIVED, ErasureStatus.IN_PROGRESS})
 
 
@@ -136,7 +105,7 @@ class ConsentFormVersion(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     # 1, 2, 3, … in order of creation; shown to people as "version 3".
     number: Mapped[int] = mapped_column(unique=True)
-    status: Mapped[VersionStatus] = mapped_column(_enum(VersionStatus))
+    status: Mapped[VersionStatus] = mapped_column(enum_column(VersionStatus))
     title: Mapped[str] = mapped_column(sa.String(200))
     # The full text, Markdown source (rendered and sanitised on display).
     body: Mapped[str] = mapped_column(sa.Text)
@@ -203,7 +172,7 @@ class ConsentScope(Base):
     title: Mapped[str] = mapped_column(sa.String(200))
     # What it means, in plain language.
     explanation: Mapped[str] = mapped_column(sa.Text)
-    kind: Mapped[ScopeKind] = mapped_column(_enum(ScopeKind))
+    kind: Mapped[ScopeKind] = mapped_column(enum_column(ScopeKind))
     # GA4GH Data Use Ontology shorthand where one fits, e.g. "DS-MS", "HMB", "NPU".
     duo_code: Mapped[str | None] = mapped_column(sa.String(20))
     # Required scopes are the condition of taking part at all.
@@ -310,7 +279,7 @@ class ConsentReceipt(Base):
     form_version_id: Mapped[int] = mapped_column(
         sa.ForeignKey("consent_form_versions.id", ondelete="RESTRICT")
     )
-    method: Mapped[CollectionMethod] = mapped_column(_enum(CollectionMethod))
+    method: Mapped[CollectionMethod] = mapped_column(enum_column(CollectionMethod))
     # Staff member who recorded a paper form (a plain id, so the history survives them).
     actor_id: Mapped[int | None] = mapped_column()
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -330,14 +299,14 @@ class ConsentEvent(Base):
     # Position in the participant's chain: 1, 2, 3, … (unique, so two writers cannot fork it).
     seq: Mapped[int] = mapped_column()
     scope_code: Mapped[str] = mapped_column(sa.String(40))
-    decision: Mapped[Decision] = mapped_column(_enum(Decision))
+    decision: Mapped[Decision] = mapped_column(enum_column(Decision))
     form_version_id: Mapped[int] = mapped_column(
         sa.ForeignKey("consent_form_versions.id", ondelete="RESTRICT")
     )
     # The scope wording's revision the decision was made on.
     scope_revision: Mapped[int] = mapped_column()
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    method: Mapped[CollectionMethod] = mapped_column(_enum(CollectionMethod))
+    method: Mapped[CollectionMethod] = mapped_column(enum_column(CollectionMethod))
     # Staff member who recorded a paper form (None when the participant acted).
     actor_id: Mapped[int | None] = mapped_column()
     receipt_id: Mapped[str] = mapped_column(
@@ -360,7 +329,7 @@ class ConsentChoice(Base):
         sa.ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True
     )
     scope_code: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    decision: Mapped[Decision] = mapped_column(_enum(Decision))
+    decision: Mapped[Decision] = mapped_column(enum_column(Decision))
     scope_revision: Mapped[int] = mapped_column()
     form_version_id: Mapped[int] = mapped_column(
         sa.ForeignKey("consent_form_versions.id", ondelete="RESTRICT")
@@ -377,7 +346,7 @@ class ErasureRequest(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    status: Mapped[ErasureStatus] = mapped_column(_enum(ErasureStatus))
+    status: Mapped[ErasureStatus] = mapped_column(enum_column(ErasureStatus))
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     handled_by_id: Mapped[int | None] = mapped_column(

@@ -24,7 +24,7 @@ from wtforms.validators import (
 )
 
 from engage.forms import Form, choices, strip
-from engage.topics.models import TopicCategory, TopicStatus
+from engage.topics.models import PUBLIC_STATUS_ORDER, TopicCategory, TopicStatus
 from engage.topics.queries import TopicSort
 from engage.topics.services import MAX_REFERENCE_LINKS
 
@@ -229,16 +229,7 @@ class TopicFilterForm(Form):
         "Status",
         choices=choices(
             [("", "Any public status")]
-            + [
-                (s.value, s.label)
-                for s in (
-                    TopicStatus.PUBLISHED,
-                    TopicStatus.SHORTLISTED,
-                    TopicStatus.ADOPTED,
-                    TopicStatus.COMPLETED,
-                    TopicStatus.MERGED,
-                )
-            ]
+            + [(s.value, s.label) for s in PUBLIC_STATUS_ORDER]
         ),
         validators=[Optional()],
     )

@@ -12,62 +12,33 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from engage.accounts.models import Role
 from engage.db import Base, UTCDateTime
+from engage.enums import LabelledEnum, enum_column
 
 
-def _enum(enum_class: type[enum.Enum], length: int = 20) -> sa.Enum:
-    return sa.Enum(
-        enum_class,
-        native_enum=False,
-        length=length,
-        values_callable=lambda e: [m.value for m in e],
-    )
-
-
-class TopicCategory(enum.StrEnum):
+class TopicCategory(LabelledEnum):
     """What a topic is about."""
 
-    TREATMENTS = "treatments"
-    LIFESTYLE = "lifestyle"
-    SYMPTOMS = "symptoms"
-    PROGRESSION = "progression"
-    INFECTIONS = "infections"
-    CARE = "care"
-    OTHER = "other"
-
-    @property
-    def label(self) -> str:
-        """The category's name as people read it."""
-        return CATEGORY_LABELS[self]
+    TREATMENTS = "treatments", "Treatments and disease-modifying therapies"
+    LIFESTYLE = "lifestyle", "Diet, exercise and lifestyle"
+    SYMPTOMS = "symptoms", "Symptoms and wellbeing"
+    PROGRESSION = "progression", "Progression and prediction"
+    INFECTIONS = "infections", "COVID-19 and infections"
+    CARE = "care", "Care and services"
+    OTHER = "other", "Other"
 
 
-CATEGORY_LABELS = {
-    TopicCategory.TREATMENTS: "Treatments and disease-modifying therapies",
-    TopicCategory.LIFESTYLE: "Diet, exercise and lifestyle",
-    TopicCategory.SYMPTOMS: "Symptoms and wellbeing",
-    TopicCategory.PROGRESSION: "Progression and prediction",
-    TopicCategory.INFECTIONS: "COVID-19 and infections",
-    TopicCategory.CARE: "Care and services",
-    TopicCategory.OTHER: "Other",
-}
-
-
-class TopicStatus(enum.StrEnum):
+class TopicStatus(LabelledEnum):
     """Where a topic is in its life."""
 
-    SUBMITTED = "submitted"
-    PUBLISHED = "published"
-    RETURNED = "returned"
-    REJECTED = "rejected"
-    SHORTLISTED = "shortlisted"
-    ADOPTED = "adopted"
-    COMPLETED = "completed"
-    MERGED = "merged"
-    WITHDRAWN = "withdrawn"
-
-    @property
-    def label(self) -> str:
-        """The status as people read it."""
-        return STATUS_LABELS[self]
+    SUBMITTED = "submitted", "Awaiting moderation"
+    PUBLISHED = "published", "Open for support"
+    RETURNED = "returned", "Returned to the author"
+    REJECTED = "rejected", "Not accepted"
+    SHORTLISTED = "shortlisted", "Shortlisted"
+    ADOPTED = "adopted", "Adopted for research"
+    COMPLETED = "completed", "Research completed"
+    MERGED = "merged", "Merged into another topic"
+    WITHDRAWN = "withdrawn", "Withdrawn by the author"
 
     @property
     def is_open_for_support(self) -> bool:
@@ -75,34 +46,21 @@ class TopicStatus(enum.StrEnum):
         return self in OPEN_STATUSES
 
 
-STATUS_LABELS = {
-    TopicStatus.SUBMITTED: "Awaiting moderation",
-    TopicStatus.PUBLISHED: "Open for support",
-    TopicStatus.RETURNED: "Returned to the author",
-    TopicStatus.REJECTED: "Not accepted",
-    TopicStatus.SHORTLISTED: "Shortlisted",
-    TopicStatus.ADOPTED: "Adopted for research",
-    TopicStatus.COMPLETED: "Research completed",
-    TopicStatus.MERGED: "Merged into another topic",
-    TopicStatus.WITHDRAWN: "Withdrawn by the author",
-}
 OPEN_STATUSES = frozenset({TopicStatus.PUBLISHED, TopicStatus.SHORTLISTED})
-# Statuses anyone may read (submitted, returned, rejected and withdrawn topics are private).
-PUBLIC_STATUSES = frozenset(
-    {
-        TopicStatus.PUBLISHED,
-        TopicStatus.SHORTLISTED,
-        TopicStatus.ADOPTED,
-        TopicStatus.COMPLETED,
-        TopicStatus.MERGED,
-    }
+# Statuses anyone may read (submitted, returned, rejected and withdrawn topics are private),
+# in lifecycle order: the one definition every query, form and index uses.
+PUBLIC_STATUS_ORDER = (
+    TopicStatus.PUBLISHED,
+    TopicStatus.SHORTLISTED,
+    TopicStatus.ADOPTED,
+    TopicStatus.COMPLETED,
+    TopicStatus.MERGED,
 )
-
-
+PUBLIC_STATUSES = frozenset(PUBLIC_STATUS_ORDER)
+_PUBLIC_VALUES = ", ".join(f"'{status.value}'" for status in PUBLIC_STATUS_ORDER)
 # Rows of the public list: the index predicate matches the list query's conditions exactly.
-PUBLIC_LIST_PREDICATE = (
-    "is_hidden = false AND status IN ('published', 'shortlisted', 'adopted', 'completed', 'merged')"
-)
+PUBLIC_LIST_PREDICATE = f"is_hidden = false AND status IN ({_PUBLIC_VALUES})"
+
 
 
 class Topic(Base):
@@ -116,8 +74,8 @@ class Topic(Base):
     question: Mapped[str] = mapped_column(sa.Text)
     # Why it matters: the author's Markdown source (rendered and sanitised on display).
     rationale: Mapped[str] = mapped_column(sa.Text)
-    category: Mapped[TopicCategory] = mapped_column(_enum(TopicCategory))
-    status: Mapped[TopicStatus] = mapped_column(_enum(TopicStatus), index=True)
+    category: Mapped[TopicCategory] = mapped_column(enum_column(TopicCategory))
+    status: Mapped[TopicStatus] = mapped_column(enum_column(TopicStatus), index=True)
     # Optional reference links (http or https URLs).
     reference_links: Mapped[list[str]] = mapped_column(sa.JSON, default=list)
     author_id: Mapped[int] = mapped_column(
@@ -165,8 +123,8 @@ class TopicStatusChange(Base):
     topic_id: Mapped[int] = mapped_column(
         sa.ForeignKey("topics.id", ondelete="CASCADE"), index=True
     )
-    from_status: Mapped[TopicStatus | None] = mapped_column(_enum(TopicStatus))
-    to_status: Mapped[TopicStatus] = mapped_column(_enum(TopicStatus))
+    from_status: Mapped[TopicStatus | None] = mapped_column(enum_column(TopicStatus))
+    to_status: Mapped[TopicStatus] = mapped_column(enum_column(TopicStatus))
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     # Why (required when returning, rejecting or merging; shown to the author).
     reason: Mapped[str | None] = mapped_column(sa.Text)
@@ -182,7 +140,7 @@ class TopicSupport(Base):
     topic_id: Mapped[int] = mapped_column(sa.ForeignKey("topics.id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # The supporter's role when supporting, and whether a clinician was verified then.
-    role: Mapped[Role] = mapped_column(_enum(Role))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
     is_verified_clinician: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -210,8 +168,8 @@ class TopicSupportEvent(Base):
         sa.ForeignKey("topics.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    action: Mapped[SupportAction] = mapped_column(_enum(SupportAction))
-    role: Mapped[Role] = mapped_column(_enum(Role))
+    action: Mapped[SupportAction] = mapped_column(enum_column(SupportAction))
+    role: Mapped[Role] = mapped_column(enum_column(Role))
     is_verified_clinician: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -258,7 +216,7 @@ class ContentReport(Base):
     )
     reporter_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(sa.Text)
-    status: Mapped[ReportStatus] = mapped_column(_enum(ReportStatus), index=True)
+    status: Mapped[ReportStatus] = mapped_column(enum_column(ReportStatus), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolved_by_id: Mapped[int | None] = mapped_column(

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from engage.accounts.models import Role, User
 from engage.topics.models import (
+    PUBLIC_STATUS_ORDER,
     PUBLIC_STATUSES,
     Topic,
     TopicCategory,
@@ -20,7 +21,7 @@ from engage.topics.models import (
 
 PUBLIC_LIST_CONDITION = (
     "topics.is_hidden = false AND topics.status IN "
-    "('published', 'shortlisted', 'adopted', 'completed', 'merged')"
+    f"({', '.join(repr(status.value) for status in PUBLIC_STATUS_ORDER)})"
 )
 # Multiplier and modulus of the stable per-visitor shuffle (a prime modulus keeps it a
 # permutation of ids below it; ids beyond only repeat the pattern).

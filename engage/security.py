@@ -13,7 +13,7 @@ from flask import abort, current_app, redirect, request, url_for
 from flask_login import current_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from engage.accounts.models import Role
+from engage.roles import CustodianStatus, Role
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -175,6 +175,44 @@ def roles_required(*roles: Role) -> Callable[[F], F]:
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+def is_approved_custodian(user: Any) -> bool:
+    """True for a data custodian whose request staff approved and bound to a registry."""
+    return (
+        bool(getattr(user, "is_authenticated", False))
+        and user.role == Role.CUSTODIAN
+        and user.custodian_status == CustodianStatus.APPROVED
+        and user.custodian_registry_id is not None
+        and bool(user.is_active)
+    )
+
+
+def is_custodian_of(user: Any, registry_id: int) -> bool:
+    """True when ``user`` is an approved custodian acting for registry ``registry_id``."""
+    return is_approved_custodian(user) and user.custodian_registry_id == registry_id
+
+
+def approved_custodian_required(view: F) -> F:
+    """Let in only approved custodians (a pending or declined request gives no rights):
+    anonymous visitors are sent to sign in, everyone else gets 403. Views that act on one
+    registry's data also check :func:`is_custodian_of` for that registry."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.sign_in", next=request.full_path.rstrip("?")))
+        if not is_approved_custodian(current_user):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def require_custodian_of(registry_id: int) -> None:
+    """Abort with 403 unless the signed-in person is an approved custodian of the registry."""
+    if not is_custodian_of(current_user, registry_id):
+        abort(403)
 
 
 def sign_in_required(view: F) -> F:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -10,37 +9,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.db import Base, UTCDateTime
-from engage.enums import LabelledEnum, enum_column
+from engage.enums import enum_column
+from engage.roles import SIGN_UP_ROLE_CHOICES, CustodianStatus, Role
+
+__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "Role", "User"]
 
 if TYPE_CHECKING:
     from engage.registries.models import Registry
-
-
-class Role(LabelledEnum):
-    """A person's primary role in the network."""
-
-    PARTICIPANT = "participant", "Person with MS"
-    CLINICIAN = "clinician", "Healthcare professional"
-    CUSTODIAN = "custodian", "Data custodian"
-    ORGANISATION = "organisation", "MS organisation"
-    STAFF = "staff", "Coordination-centre staff"
-
-
-# The choices people make when they sign up, in the network's words.
-SIGN_UP_ROLE_CHOICES = [
-    (Role.PARTICIPANT.value, "I have MS"),
-    (Role.CLINICIAN.value, "I am a healthcare professional"),
-    (Role.CUSTODIAN.value, "I am a data custodian"),
-    (Role.ORGANISATION.value, "I work or volunteer at an MS organisation"),
-]
-
-
-class CustodianStatus(enum.StrEnum):
-    """Where a data custodian's request for registry rights stands."""
-
-    PENDING = "pending"
-    APPROVED = "approved"
-    DECLINED = "declined"
 
 
 class User(Base):

@@ -9,18 +9,30 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask, current_app, g, render_template, request
 from flask_login import AnonymousUserMixin
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
-from engage.settings import Config, load_config
 from engage import mail
 from engage.db import db, get_session
+from engage.settings import Config, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
+
+# How long a visitor is asked to wait while the database cannot be reached.
+RETRY_AFTER_SECONDS = 30
+# The last resort when even the plain error page cannot be rendered.
+FALLBACK_ERROR_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+    "<title>Something went wrong · Engage</title></head><body><main>"
+    "<h1>Sorry, something went wrong on our side</h1>"
+    '<p>Please try again in a minute. <a href="/">Go to the home page</a></p>'
+    "</main></body></html>"
+)
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -130,14 +142,75 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _register_template_filters(app: Flask) -> None:
+    from engage.security import is_safe_next
     from engage.text import render_markdown
 
     app.jinja_env.filters["markdown"] = render_markdown
+    app.jinja_env.tests["safe_next"] = is_safe_next
+
+
+def database_unavailable(error: BaseException | None) -> bool:
+    """True when ``error`` means the database cannot be reached or is too busy right now (a
+    refused or lost connection, a full pool), as opposed to a mistake in a query."""
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)
+
+
+def _discard_request_session() -> None:
+    """Roll back and close this request's database session (see ``engage.db.get_session``).
+
+    After a failed statement the session refuses further use until rolled back, and after a
+    lost connection it cannot be used at all; the error page must not depend on it.
+    """
+    session = g.pop("db_session", None)
+    if session is None:
+        return
+    try:
+        session.rollback()
+        session.close()
+    except sa_exc.SQLAlchemyError:  # a dead connection: the pool discards it
+        log.warning("could not roll back the failed request's session", exc_info=True)
+
+
+def _render_plain_error(status: int, headers: dict[str, str] | None = None):
+    """An error page that reads nothing but its template: no signed-in person, no database.
+
+    Flask's ``render_template`` runs the context processors, and Flask-Login's loads the
+    signed-in person from the database; so the template is rendered from the environment
+    directly, and a fixed page is the answer if even that fails.
+    """
+    try:
+        body = current_app.jinja_env.get_template(f"errors/{status}.html").render()
+    except Exception:  # the last resort must not raise
+        log.exception("the %s error page could not be rendered", status)
+        body = FALLBACK_ERROR_PAGE
+    return body, status, {"Content-Type": "text/html; charset=utf-8", **(headers or {})}
+
+
+def _service_unavailable():
+    """The friendly 503 for a database that cannot be reached, with when to try again."""
+    _discard_request_session()
+    log.warning("database unavailable on %s %s", request.method, request.path)
+    return _render_plain_error(503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
+def _internal_error():
+    """The 500 page, after rolling back whatever the failed request left in its session."""
+    _discard_request_session()
+    return _render_plain_error(500)
 
 
 def _register_error_pages(app: Flask) -> None:
     def render_error(status: int, message: str | None = None):
-        return render_template(f"errors/{status}.html", message=message), status
+        # The page's header reads the signed-in person, which needs the database.
+        try:
+            return render_template(f"errors/{status}.html", message=message), status
+        except Exception as exc:
+            if database_unavailable(exc):
+                return _service_unavailable()
+            log.exception("the %s error page failed on %s %s", status, request.method, request.path)
+            return _internal_error()
 
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -155,13 +228,20 @@ def _register_error_pages(app: Flask) -> None:
             return response
         if status == 413:
             return render_error(400, "What you sent is too large.")
+        if isinstance(error, InternalServerError):
+            # Flask's own 500, when an error handler failed: it carries the original error.
+            if database_unavailable(error.original_exception):
+                return _service_unavailable()
+            return _internal_error()
         return error
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):
+        if database_unavailable(error):
+            return _service_unavailable()
         # Log the type and where, never the request body (it may hold personal data).
         log.exception("unexpected error on %s %s", request.method, request.path)
-        return render_error(500)
+        return _internal_error()
 
 
 def _add_security_headers(app: Flask) -> None:

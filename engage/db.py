@@ -111,7 +111,8 @@ db = Database()
 def lock_rows(session: Session, model: type[Base], ids: list[int]) -> None:
     """Lock rows of ``model`` until the transaction ends, so concurrent writers queue.
 
-    PostgreSQL takes row locks (``SELECT ... FOR UPDATE``, in id order to avoid deadlocks).
+    PostgreSQL takes row locks (``SELECT ... FOR NO KEY UPDATE``, in id order to avoid
+    deadlocks).
     SQLite has no row locks: a no-op UPDATE takes the database write lock now, before the
     caller reads what it is about to check.
     """
@@ -124,6 +125,29 @@ def lock_rows(session: Session, model: type[Base], ids: list[int]) -> None:
             .execution_options(synchronize_session=False)
         )
     else:
+        # FOR NO KEY UPDATE: it queues writers of these rows like FOR UPDATE, but does not
+        # block the KEY SHARE lock that inserting a row referring to them takes (a support,
+        # an email queued for the person), which would deadlock two such transactions.
         session.execute(
-            sa.select(id_column).where(id_column.in_(ids)).order_by(id_column).with_for_update()
+            sa.select(id_column)
+            .where(id_column.in_(ids))
+            .order_by(id_column)
+            .with_for_update(key_share=True)
         )
+
+
+def advisory_xact_lock(session: Session, key: int, *, shared: bool = False) -> None:
+    """Hold PostgreSQL advisory lock ``key`` until the transaction ends (commit or rollback).
+
+    Shared holders run side by side; an exclusive holder waits for them and they for it. So
+    many writers that depend on one setting take it shared, and the rare writer that changes
+    the setting takes it exclusive. SQLite needs nothing: callers have already taken its one
+    database write lock (see :func:`lock_rows`), which serialises them anyway.
+
+    :param key: a constant naming what is protected (distinct from every other lock's key).
+    :param shared: take the lock shared instead of exclusive.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})

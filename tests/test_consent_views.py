@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -270,17 +271,17 @@ def test_a_page_from_before_a_new_version_is_refused(app, client, session, me, s
     assert ledger_size(session) == before
 
 
-def test_a_replayed_or_stale_post_is_refused_and_nothing_recorded(app, client, session, me):
+def test_a_stale_post_is_refused_and_nothing_recorded(app, client, session, me):
     join(app, session, me)
     state = page_state(client)
     data = {**state, "scope": "GENOMIC_DATA", "decision": "permit"}
     assert post_form(client, "/consent/choice", data).status_code == 303
     after_first = ledger_size(session)
-    # The same request again (a replay), and another form from the same old page (a stale tab).
-    replay = post_form(client, "/consent/choice", data)
+    # Other forms from the same old page (a stale tab), asking for something not so now.
+    stale_choice = post_form(client, "/consent/choice", {**data, "decision": "deny"})
     stale_tab = post_form(client, "/consent/withdraw-optional", state)
     stale_leave = post_form(client, "/consent/leave", {**state, "option": "stop_use"})
-    for response in (replay, stale_tab, stale_leave):
+    for response in (stale_choice, stale_tab, stale_leave):
         assert response.status_code == 409
         page = response.get_data(as_text=True)
         assert "Your consent changed since this page was opened" in page
@@ -322,6 +323,36 @@ def test_unknown_scopes_and_bad_versions_are_4xx_and_change_nothing(
     assert ledger_size(session) == before
 
 
+def test_a_repeated_click_after_the_change_was_saved_says_saved(app, client, session, me):
+    """A double click: the second request comes from the same page, so it is refused as
+    stale; since it asked for what is now saved, the person is told it is saved."""
+    join(app, session, me)
+    state = page_state(client)
+    first = post_form(
+        client, "/consent/choice", {**state, "scope": "GENOMIC_DATA", "decision": "permit"}
+    )
+    assert first.status_code == 303
+    after_first = ledger_size(session)
+    for url, data in (
+        ("/consent/choice", {**state, "scope": "GENOMIC_DATA", "decision": "permit"}),
+        ("/consent/choice", {**state, "scope": "IMAGING_DATA", "decision": "deny"}),
+    ):
+        response = post_form(client, url, data)
+        assert response.status_code == 303, response.get_data(as_text=True)
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "Saved." in page
+        assert "Your consent changed since this page was opened" not in page
+    # Withdrawing everything optional twice from one page: the second hears it is done.
+    state = page_state(client)
+    assert post_form(client, "/consent/withdraw-optional", state).status_code == 303
+    again = post_form(client, "/consent/withdraw-optional", state)
+    assert again.status_code == 303
+    page = client.get(again.headers["Location"]).get_data(as_text=True)
+    assert "you no longer allow anything optional" in page
+    assert ledger_size(session) == after_first + 1
+    assert current(session, me)["GENOMIC_DATA"] == Decision.WITHDRAW
+
+
 # History, receipts, exports ----------------------------------------------------------------------
 def test_the_timeline_shows_every_change_newest_first_with_receipts(app, client, session, me):
     join(app, session, me)
@@ -340,6 +371,23 @@ def test_the_timeline_shows_every_change_newest_first_with_receipts(app, client,
         )
     ]
     assert receipts == stored
+
+
+def test_receipt_links_name_the_second_and_what_changed(app, client, session, me):
+    """Two changes within one minute: their receipt links still read differently."""
+    moment = datetime(2030, 5, 4, 10, 15, 7, tzinfo=UTC)
+    join(app, session, me, now=moment)
+    decide(app, session, me, {"GENOMIC_DATA": True}, now=moment + timedelta(seconds=20))
+    page = client.get("/consent/history").get_data(as_text=True)
+    links = [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", text)).strip()
+        for text in re.findall(r'<a href="/consent/receipts/[^"]+">(.*?)</a>', page, re.S)
+    ]
+    assert len(links) == 2
+    assert len(set(links)) == 2
+    assert links[0].startswith("Receipt of 04 May 2030, 10:15:27 UTC:")
+    assert "Include my genomic data allowed" in links[0]
+    assert links[1].startswith("Receipt of 04 May 2030, 10:15:07 UTC:")
 
 
 def test_receipt_page_json_download_and_cli_verification(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+import re
+from urllib.parse import parse_qs, urlsplit
+
 from engage.accounts.models import Role
 from engage.app import create_app
 from engage.db import Database
-from tests.conftest import post_form
+from tests.conftest import PASSWORD, post_form
 
 
 def test_home_page_says_what_the_network_is_and_what_each_role_can_do(client):
@@ -60,6 +64,28 @@ def test_friendly_404_and_405(client):
     wrong_method = client.delete("/sign-in")
     assert wrong_method.status_code == 405
     assert "GET" in wrong_method.headers["Allow"]
+
+
+def _header_sign_in_link(page: str) -> str:
+    """The href of the header's "Sign in" link."""
+    header = page.split("</header>", 1)[0]
+    return html.unescape(re.search(r'<a href="([^"]*)"[^>]*>Sign in</a>', header).group(1))
+
+
+def test_header_sign_in_link_brings_you_back_to_the_page_you_were_on(client, make_user):
+    link = _header_sign_in_link(client.get("/topics?category=lifestyle&sort=new").get_data(True))
+    assert urlsplit(link).path == "/sign-in"
+    assert parse_qs(urlsplit(link).query) == {"next": ["/topics?category=lifestyle&sort=new"]}
+    # On the sign-in page itself the link keeps where the visitor was going, if it is safe.
+    on_sign_in = client.get("/sign-in?next=/topics/7").get_data(as_text=True)
+    assert parse_qs(urlsplit(_header_sign_in_link(on_sign_in)).query) == {"next": ["/topics/7"]}
+    unsafe = client.get("/sign-in?next=//evil.example/x").get_data(as_text=True)
+    assert _header_sign_in_link(unsafe) == "/sign-in"
+    # Following the link signs in and returns to the page.
+    user = make_user(Role.PARTICIPANT)
+    response = post_form(client, link, {"email": user.email, "password": PASSWORD})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/topics?category=lifestyle&sort=new"
 
 
 def test_friendly_500_without_details(app, client):

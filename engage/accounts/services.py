@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from engage import audit
 from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
 from engage.audit import AuditAction
+from engage.db import lock_rows
 from engage.registries.models import Registry
 from engage.security import (
     fingerprint,
@@ -300,9 +301,14 @@ def enrolled_registry_ids(session: Session, user: User) -> set[int]:
 
 
 def set_enrolments(session: Session, user: User, registry_ids: set[int], now: datetime) -> None:
-    """Record exactly ``registry_ids`` as the participant's registries."""
+    """Record exactly ``registry_ids`` as the participant's registries.
+
+    The person's row is locked first, so their concurrent saves (a double click, two tabs)
+    queue: each reads the enrolments the one before left, and none inserts a duplicate.
+    """
     if user.role != Role.PARTICIPANT:
         raise NotAllowed("Only people with MS record registry enrolments.")
+    lock_rows(session, User, [user.id])
     if registry_ids:
         known = set(
             session.scalars(

@@ -42,10 +42,13 @@ from engage.consent.models import (
     VersionStatus,
 )
 from engage.consent.readability import reading_level
-from engage.db import lock_rows
+from engage.db import advisory_xact_lock, lock_rows
 from engage.signals import consent_changed, registry_enrolments_changed
 
 SCOPE_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
+# Arbitrary constant naming the advisory lock between decisions (shared) and publishing a
+# form version (exclusive); distinct from the scheduler's key.
+CURRENT_FORM_LOCK_KEY = 0x454E4746  # "ENGF"
 
 
 # Errors ---------------------------------------------------------------------------------------
@@ -407,6 +410,9 @@ def publish_version(
     """
     _require_staff(actor)
     lock_rows(session, ConsentFormVersion, [version.id])
+    # Wait for decisions in flight: each computed its mask from the version it read, which
+    # this publication replaces; later decisions wait for us and see the new version.
+    advisory_xact_lock(session, CURRENT_FORM_LOCK_KEY)
     session.refresh(version)
     _require_draft(version)
     scopes = scopes_of(session, version.id)
@@ -597,6 +603,10 @@ def _begin(
     # Lock first: two requests of one person queue here, so the chain cannot fork and the
     # state check below sees the other request's events.
     lock_rows(session, User, [subject.id])
+    # Shared with other decisions, exclusive with publishing: the version read next stays
+    # current until this change commits, so the mask computed from it is not overwritten by,
+    # nor overwrites, a publication's cleared bits.
+    advisory_xact_lock(session, CURRENT_FORM_LOCK_KEY, shared=True)
     version = current_version(session)
     if version is None:
         raise NoPublishedForm("There is no consent form to decide on yet.")

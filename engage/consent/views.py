@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import (
@@ -103,6 +104,37 @@ def dashboard():
     return _render_dashboard()
 
 
+def _already_as_asked(form: Form, asked: Callable[[queries.Dashboard], bool]) -> bool:
+    """After a refused stale page: is the person's consent now exactly what this request
+    asked for, on the version its page showed? Then an earlier identical request (the first
+    of a double click) saved it, and this one has nothing left to do."""
+    board = queries.dashboard(get_session(), current_user.id)
+    return board.version is not None and board.version.id == form.version_id.data and asked(board)
+
+
+def _refused(
+    form: Form,
+    exc: services.ConsentError,
+    asked: Callable[[queries.Dashboard], bool],
+    done: str,
+):
+    """The answer to a change the service refused: a calm "saved" when the refusal only means
+    the same change was saved a moment ago (a double click), else the dashboard with why."""
+    if isinstance(exc, services.StaleState) and _already_as_asked(form, asked):
+        flash(done, "success")
+        return redirect(url_for("consent.dashboard")), 303
+    return _render_dashboard(_status_for(exc), form, str(exc))
+
+
+def _decided(board: queries.Dashboard, allow_by_code: dict[str, bool]) -> bool:
+    """Each scope of ``allow_by_code`` is decided now, on its current wording, as asked."""
+    rows = {row.scope.code: row for row in board.rows}
+    return all(
+        code in rows and rows[code].is_current and rows[code].is_permitted == allow
+        for code, allow in allow_by_code.items()
+    )
+
+
 def _flash_outcome(outcome: services.ChangeOutcome, done: str, nothing: str) -> None:
     if outcome.changed:
         flash(done, "success")
@@ -122,19 +154,29 @@ def change_choice():
     form = ChoiceForm(scopes=_current_scopes())
     if not form.validate_on_submit():
         return _render_dashboard(400, form)
+    asked = {form.scope.data: form.decision.data == ALLOW}
     return _change_and_return(
         form,
-        lambda session, **state: services.record_decisions(
-            session, _me(), {form.scope.data: form.decision.data == ALLOW}, **state
-        ),
+        lambda session, **state: services.record_decisions(session, _me(), asked, **state),
+        asked=lambda board: _decided(board, asked),
         done="Saved. Your receipt for this change is in your consent history.",
         nothing="Nothing changed: that was already your choice.",
     )
 
 
-def _change_and_return(form: Form, change, *, done: str, nothing: str):
+def _change_and_return(
+    form: Form,
+    change,
+    *,
+    asked: Callable[[queries.Dashboard], bool],
+    done: str,
+    nothing: str,
+):
     """Run one participant change from the dashboard: commit and go back with a message, or
-    roll back and show the dashboard with why (400, or 409 for an out-of-date page)."""
+    roll back and show the dashboard with why (400, or 409 for an out-of-date page).
+
+    :param asked: whether a dashboard shows what the request asked for (see ``_refused``).
+    """
     session = get_session()
     try:
         outcome = change(
@@ -146,7 +188,7 @@ def _change_and_return(form: Form, change, *, done: str, nothing: str):
         )
     except services.ConsentError as exc:
         session.rollback()
-        return _render_dashboard(_status_for(exc), form, str(exc))
+        return _refused(form, exc, asked, done)
     session.commit()
     _flash_outcome(outcome, done, nothing)
     return redirect(url_for("consent.dashboard")), 303
@@ -162,6 +204,7 @@ def withdraw_optional():
     return _change_and_return(
         form,
         lambda session, **state: services.withdraw_all_optional(session, _me(), **state),
+        asked=lambda board: not board.optional_permitted,
         done="Done: you no longer allow anything optional.",
         nothing="You did not allow anything optional, so nothing changed.",
     )
@@ -176,6 +219,13 @@ def leave():
     if not form.validate_on_submit():
         return _render_dashboard(400, form)
     option = services.LeaveOption(form.option.data)
+    messages = {
+        services.LeaveOption.STOP_CONTACT: "Done: we will not contact you any more.",
+        services.LeaveOption.STOP_USE: "Done: you have left the programme. Your data will not "
+        "be used in any new project.",
+        services.LeaveOption.ERASE: "Done: you have left the programme and your erasure request "
+        "is with the coordination centre. You can follow it on this page.",
+    }
     try:
         outcome = services.leave_programme(
             session,
@@ -188,18 +238,23 @@ def leave():
         )
     except services.ConsentError as exc:
         session.rollback()
-        return _render_dashboard(_status_for(exc), form, str(exc))
+        return _refused(form, exc, lambda board: _has_left(board, option), messages[option])
     session.commit()
-    messages = {
-        services.LeaveOption.STOP_CONTACT: "Done: we will not contact you any more.",
-        services.LeaveOption.STOP_USE: "Done: you have left the programme. Your data will not "
-        "be used in any new project.",
-        services.LeaveOption.ERASE: "Done: you have left the programme and your erasure request "
-        "is with the coordination centre. You can follow it on this page.",
-    }
     changed = outcome.change.changed or outcome.erasure is not None
     flash(messages[option] if changed else "Nothing needed to change.", "success")
     return redirect(url_for("consent.dashboard")), 303
+
+
+def _has_left(board: queries.Dashboard, option: services.LeaveOption) -> bool:
+    """The dashboard shows what leaving with ``option`` leads to."""
+    if option == services.LeaveOption.STOP_CONTACT:
+        return not any(
+            row.scope.kind == ScopeKind.CONTACT and row.was_permitted_before for row in board.rows
+        )
+    nothing_allowed = not any(row.was_permitted_before for row in board.rows)
+    if option == services.LeaveOption.ERASE:
+        return nothing_allowed and any(erasure.status.is_open for erasure in board.erasure_requests)
+    return nothing_allowed
 
 
 # Reviewing the form ------------------------------------------------------------------------------
@@ -234,6 +289,12 @@ def review():
             )
         except services.ConsentError as exc:
             session.rollback()
+            if isinstance(exc, services.StaleState) and _already_as_asked(
+                form, lambda board: _decided(board, form.allow_by_code())
+            ):
+                # The same answers were saved a moment ago (a double click).
+                flash("Thank you: your choices are saved.", "success")
+                return redirect(url_for("consent.dashboard")), 303
             form.form_errors.append(str(exc))
             status = _status_for(exc)
         else:

@@ -36,6 +36,8 @@ from engage.topics.models import (
 # Roles that propose, support and discuss topics.
 CONTRIBUTOR_ROLES = frozenset({Role.PARTICIPANT, Role.CLINICIAN, Role.ORGANISATION})
 MAX_REFERENCE_LINKS = 5
+# An identical topic from the same author within this time is the same submission sent twice.
+DUPLICATE_SUBMISSION_WINDOW = timedelta(minutes=10)
 
 
 class TopicError(Exception):
@@ -56,6 +58,14 @@ class ReasonRequired(TopicError):
 
 class TooManyPendingTopics(TopicError):
     """The author already has the most topics awaiting moderation that are allowed."""
+
+
+class DuplicateSubmission(TopicError):
+    """The author sent this very topic a moment ago (a double click or a resent form)."""
+
+    def __init__(self, message: str, topic_id: int) -> None:
+        super().__init__(message)
+        self.topic_id = topic_id
 
 
 class SupportClosed(TopicError):
@@ -160,6 +170,33 @@ def _record_change(
     return change
 
 
+def _lock_topic(session: Session, topic: Topic) -> None:
+    """Lock ``topic``'s row and re-read it, so the checks that follow see the status it has
+    now: concurrent changes of one topic queue here and each sees the one before."""
+    lock_rows(session, Topic, [topic.id])
+    session.refresh(topic)
+
+
+def recent_identical_topic(
+    session: Session, author: User, details: TopicDetails, now: datetime
+) -> Topic | None:
+    """``author``'s topic with exactly this title, question and rationale sent within
+    ``DUPLICATE_SUBMISSION_WINDOW`` (withdrawn ones aside), if any."""
+    return session.scalar(
+        sa.select(Topic)
+        .where(
+            Topic.author_id == author.id,
+            Topic.title == details.title.strip(),
+            Topic.question == details.question.strip(),
+            Topic.rationale == details.rationale.strip(),
+            Topic.created_at >= now - DUPLICATE_SUBMISSION_WINDOW,
+            Topic.status != TopicStatus.WITHDRAWN,
+        )
+        .order_by(Topic.created_at.desc(), Topic.id.desc())
+        .limit(1)
+    )
+
+
 def pending_count(session: Session, author: User) -> int:
     """How many of ``author``'s topics await moderation."""
     return (
@@ -175,8 +212,20 @@ def pending_count(session: Session, author: User) -> int:
 def propose_topic(
     session: Session, author: User, details: TopicDetails, now: datetime, max_pending: int
 ) -> Topic:
-    """Submit a new topic for moderation."""
+    """Submit a new topic for moderation.
+
+    :raises DuplicateSubmission: the author sent this same topic moments ago.
+    :raises TooManyPendingTopics: the author has ``max_pending`` topics awaiting moderation.
+    """
     _require_contributor(author)
+    # The author's concurrent submissions queue here, so each counts the ones before it.
+    lock_rows(session, User, [author.id])
+    identical = recent_identical_topic(session, author, details, now)
+    if identical is not None:
+        raise DuplicateSubmission(
+            "We already received this topic from you, so it was not submitted again.",
+            identical.id,
+        )
     if pending_count(session, author) >= max_pending:
         raise TooManyPendingTopics(
             f"You already have {max_pending} topics awaiting moderation. Please wait until staff "
@@ -214,6 +263,10 @@ def resubmit_topic(
     max_pending: int,
 ) -> None:
     """The author edits a returned topic and sends it back for moderation."""
+    # The author's row first, as in ``propose_topic``: their pending topics are counted once
+    # the ones sent concurrently are in; then the topic's, for the status it has now.
+    lock_rows(session, User, [author.id])
+    _lock_topic(session, topic)
     if topic.author_id != author.id:
         raise NotAllowed("Only the author can change this topic.")
     if topic.status != TopicStatus.RETURNED:
@@ -294,6 +347,11 @@ def change_status(
 ) -> None:
     """Staff move a topic along its lifecycle; the author (and supporters) are told by email."""
     _require_staff(actor)
+    _lock_topic(session, topic)
+    if topic.status == to_status:
+        raise InvalidTransition(
+            f"The topic is already “{topic.status.label.lower()}”, so nothing was changed."
+        )
     if to_status not in STAFF_TRANSITIONS.get(topic.status, frozenset()):
         raise InvalidTransition(
             f"A topic that is “{topic.status.label.lower()}” cannot become "
@@ -321,12 +379,15 @@ def change_status(
 
 def withdraw_topic(session: Session, author: User, topic: Topic, now: datetime) -> None:
     """The author withdraws a topic that has no supports yet."""
+    # The topic's row is locked first: a support or another withdrawal arriving now waits,
+    # and the checks below see the status and supports as they are.
+    _lock_topic(session, topic)
     if topic.author_id != author.id:
         raise NotAllowed("Only the author can withdraw this topic.")
+    if topic.status == TopicStatus.WITHDRAWN:
+        raise InvalidTransition("This topic is already withdrawn, so nothing was changed.")
     if topic.status not in {TopicStatus.SUBMITTED, TopicStatus.RETURNED, TopicStatus.PUBLISHED}:
         raise InvalidTransition("This topic can no longer be withdrawn.")
-    # Lock the topic row so a support arriving now is either counted or refused.
-    lock_rows(session, Topic, [topic.id])
     has_supports = session.scalar(sa.select(sa.exists().where(TopicSupport.topic_id == topic.id)))
     if has_supports:
         raise TopicHasSupports(
@@ -345,6 +406,13 @@ def merge_topics(
     author of the source are told.
     """
     _require_staff(actor)
+    # Both rows are locked (in id order) and re-read first: a second merge of the same topic
+    # then sees it merged, and a support arriving now lands before the merge or is refused.
+    lock_rows(session, Topic, [source.id, target.id])
+    session.refresh(source)
+    session.refresh(target)
+    if source.status == TopicStatus.MERGED:
+        raise InvalidTransition("This topic is already merged, so nothing was changed.")
     if source.status not in OPEN_STATUSES:
         raise InvalidTransition("Only a topic open for support can be merged into another.")
     if target.id == source.id or target.status not in OPEN_STATUSES or target.is_hidden:
@@ -440,7 +508,12 @@ def open_support_count(session: Session, user: User) -> int:
 
 
 def _open_topic(session: Session, topic_id: int) -> Topic:
-    topic = session.get(Topic, topic_id)
+    """The topic, locked and read as it is now, if it is open for support.
+
+    A merge or status change in progress finishes first; the checks below see its outcome.
+    """
+    lock_rows(session, Topic, [topic_id])
+    topic = session.get(Topic, topic_id, populate_existing=True)
     if topic is None or topic.is_hidden or topic.status not in PUBLIC_STATUSES:
         raise SupportClosed("This topic is not open for support.")
     if not topic.status.is_open_for_support:
@@ -452,7 +525,9 @@ def support_topic(session: Session, user: User, topic_id: int, now: datetime) ->
     """Record ``user``'s support; a repeated or concurrent duplicate changes nothing.
 
     The person's row is locked first (PostgreSQL), so one person's concurrent requests queue
-    and the support budget holds; the unique constraint is the last word on duplicates.
+    and the support budget holds; then the topic's, so a support lands before a concurrent
+    merge (which moves it) or after it (refused: the topic is merged). The unique constraint
+    is the last word on duplicates.
     """
     _require_contributor(user)
     lock_rows(session, User, [user.id])
@@ -502,6 +577,8 @@ def support_topic(session: Session, user: User, topic_id: int, now: datetime) ->
 
 def withdraw_support(session: Session, user: User, topic_id: int, now: datetime) -> None:
     """Remove ``user``'s support while the topic is open."""
+    # The topic's row is locked (in ``_open_topic``): a merge cannot move the support
+    # between reading it here and deleting it below.
     topic = _open_topic(session, topic_id)
     support = session.scalar(
         sa.select(TopicSupport).where(
@@ -663,8 +740,16 @@ def resolve_reports(
     uphold: bool,
     now: datetime,
 ) -> int:
-    """Staff decide on an item's open reports: uphold (keep hidden) or dismiss (show again)."""
+    """Staff decide on an item's open reports: uphold (keep hidden) or dismiss (show again).
+
+    Returns how many reports were decided: 0 when another decision came first, in which
+    case the item stays as that decision left it.
+    """
     _require_staff(actor)
+    # Two staff deciding at once queue here; the second finds no open report left.
+    _lock_topic(session, topic)
+    if comment is not None:
+        session.refresh(comment)
     item = comment if comment is not None else topic
     result = session.execute(
         sa.update(ContentReport)
@@ -682,7 +767,8 @@ def resolve_reports(
         )
         .execution_options(synchronize_session=False)
     )
-    item.is_hidden = uphold
+    if result.rowcount:
+        item.is_hidden = uphold
     return result.rowcount
 
 

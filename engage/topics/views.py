@@ -246,6 +246,11 @@ def new():
             topic = services.propose_topic(
                 session, user, _details(form), utcnow(), current_app.config["TOPICS_MAX_PENDING"]
             )
+        except services.DuplicateSubmission as exc:
+            # A double click or a resent form: the first one is kept; show it, calmly.
+            session.rollback()
+            flash(str(exc), "info")
+            return redirect(url_for("topics.detail", topic_id=exc.topic_id)), 303
         except services.TopicError as exc:
             form.form_errors.append(str(exc))
         else:
@@ -526,7 +531,9 @@ def moderate(topic_id: int):
     topic = session.get(Topic, topic_id)
     if topic is None:
         abort(404)
-    form = ModerateForm(allowed=services.allowed_staff_transitions(topic))
+    # The current status is accepted too: a second click, after the first was saved, then
+    # hears from the service that the topic is already there instead of "not a valid choice".
+    form = ModerateForm(allowed=[*services.allowed_staff_transitions(topic), topic.status])
     if not form.validate_on_submit():
         errors = [e for errs in form.errors.values() for e in errs]
         flash("Not saved: " + " ".join(errors or ["choose a status."]), "error")
@@ -601,11 +608,14 @@ def resolve(topic_id: int):
         )
         if comment_row is None or comment_row.topic_id != topic.id:
             abort(404)
-    services.resolve_reports(
+    resolved = services.resolve_reports(
         session, _me(), topic, comment_row, form.decision.data == "uphold", utcnow()
     )
     session.commit()
-    flash("Saved: the reports are resolved.", "success")
+    if resolved:
+        flash("Saved: the reports are resolved.", "success")
+    else:
+        flash("Nothing to do: these reports were already decided.", "info")
     return redirect(url_for("topics.moderation")), 303
 
 

@@ -3,16 +3,15 @@ their errors, and the decision on each one whose outcome is unknown."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from wtforms import SelectField
 from wtforms.validators import InputRequired
 
 from engage import outbox
-from engage.accounts.models import Role, User
 from engage.db import get_session
 from engage.forms import Form, choices
+from engage.roles import Role
 from engage.security import roles_required
 from engage.timeutil import utcnow
 
@@ -43,19 +42,12 @@ def _render(
 ):
     session = get_session()
     problems = outbox.problems(session)
-    ids = {m.user_id for m in problems if m.user_id is not None}
-    names = (
-        dict(session.execute(sa.select(User.id, User.display_name).where(User.id.in_(ids))).all())
-        if ids
-        else {}
-    )
     return (
         render_template(
             "staff/outbox.html",
             counts=outbox.counts(session),
             labels=outbox.kinds().labels,
             problems=problems,
-            names=names,
             form=form,
             form_for=form_for,
             error=error,

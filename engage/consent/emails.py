@@ -13,7 +13,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from engage import mail, outbox
+from engage.accounts import queries as account_queries
 from engage.accounts.models import User
+from engage.accounts.queries import Recipient
 from engage.consent.models import ConsentFormVersion, ConsentReceipt, ErasureRequest
 from engage.urls import external_url
 
@@ -87,10 +89,10 @@ def queue_erasure_status(
 
 
 # Renderers ---------------------------------------------------------------------------------
-def _participant(session: Session, row: outbox.OutboxMessage) -> User:
-    user = session.get(User, row.user_id) if row.user_id is not None else None
-    if user is None or not user.is_active:
-        raise outbox.NotOwed("the account no longer exists or is deactivated")
+def _participant(session: Session, row: outbox.OutboxMessage) -> Recipient:
+    user = account_queries.recipient(session, row.user_id) if row.user_id is not None else None
+    if user is None:
+        raise outbox.NotOwed("the account is gone, deactivated or unconfirmed")
     return user
 
 
@@ -145,7 +147,7 @@ def render_erasure_status(session: Session, row: outbox.OutboxMessage) -> mail.M
     """Where the participant's erasure request stands (as it stood when staff changed it)."""
     from engage.consent.models import ErasureStatus
 
-    user = session.get(User, row.user_id) if row.user_id is not None else None
+    user = account_queries.recipient(session, row.user_id) if row.user_id is not None else None
     request = session.get(ErasureRequest, row.payload["request_id"])
     if user is None or request is None:
         raise outbox.NotOwed("the account or the request no longer exists")

@@ -9,11 +9,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import Role, User
+from engage.accounts import queries as account_queries
 from engage.consent import emails
 from engage.consent.models import ConsentFormVersion, ConsentParticipant
 from engage.consent.services import current_version
 from engage.outbox import OutboxMessage
+from engage.roles import Role
 from engage.scheduler import JobRegistry
 
 BATCH_SIZE = 500
@@ -22,20 +23,16 @@ BATCH_SIZE = 500
 def queue_consent_available(session: Session, now: datetime, version: ConsentFormVersion) -> int:
     """Queue "you can now give your consent" for verified participants who have never decided
     and were never told (once per person, whatever version is current)."""
+    participants = account_queries.recipient_ids(roles=[Role.PARTICIPANT]).subquery()
     told = sa.exists().where(
-        OutboxMessage.dedup_key == sa.literal("consent-available:") + sa.cast(User.id, sa.String)
+        OutboxMessage.dedup_key
+        == sa.literal("consent-available:") + sa.cast(participants.c.id, sa.String)
     )
     waiting = session.scalars(
-        sa.select(User.id)
-        .outerjoin(ConsentParticipant, ConsentParticipant.user_id == User.id)
-        .where(
-            User.role == Role.PARTICIPANT,
-            User.is_active.is_(True),
-            User.email_verified_at.is_not(None),
-            ConsentParticipant.reviewed_version_id.is_(None),
-            ~told,
-        )
-        .order_by(User.id)
+        sa.select(participants.c.id)
+        .outerjoin(ConsentParticipant, ConsentParticipant.user_id == participants.c.id)
+        .where(ConsentParticipant.reviewed_version_id.is_(None), ~told)
+        .order_by(participants.c.id)
         .limit(BATCH_SIZE)
     ).all()
     return sum(emails.queue_consent_available(session, uid, version.id, now) for uid in waiting)
@@ -58,13 +55,12 @@ def send_review_reminders(session: Session, now: datetime, config: dict[str, Any
     for_this_version = ConsentParticipant.reminded_version_id == version.id
     due = session.execute(
         sa.select(ConsentParticipant)
-        .join(User, User.id == ConsentParticipant.user_id)
         .where(
+            ConsentParticipant.user_id.in_(
+                account_queries.recipient_ids(roles=[Role.PARTICIPANT]).order_by(None)
+            ),
             ConsentParticipant.reviewed_version_id.is_not(None),
             ConsentParticipant.reviewed_version_id != version.id,
-            User.role == Role.PARTICIPANT,
-            User.is_active.is_(True),
-            User.email_verified_at.is_not(None),
             sa.or_(
                 ConsentParticipant.reminded_version_id.is_(None),
                 ConsentParticipant.reminded_version_id != version.id,

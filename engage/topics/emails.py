@@ -9,18 +9,17 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from engage import mail, outbox
-from engage.accounts.models import User
+from engage.accounts import queries as account_queries
+from engage.accounts.queries import Recipient
 from engage.topics.models import Topic, TopicStatus
 from engage.urls import external_url
 
 
-def _subject(session: Session, row: outbox.OutboxMessage) -> tuple[User, Topic]:
-    user = session.get(User, row.user_id) if row.user_id is not None else None
+def _subject(session: Session, row: outbox.OutboxMessage) -> tuple[Recipient, Topic]:
+    user = account_queries.recipient(session, row.user_id) if row.user_id is not None else None
     topic = session.get(Topic, row.payload.get("topic_id"))
     if user is None or topic is None:
-        raise outbox.NotOwed("the account or the topic no longer exists")
-    if not user.is_active:
-        raise outbox.NotOwed("the account is deactivated")
+        raise outbox.NotOwed("the account or the topic is gone, or the account is deactivated")
     return user, topic
 
 

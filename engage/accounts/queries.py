@@ -1,0 +1,114 @@
+"""What other packages may ask about accounts, without reading accounts' tables themselves.
+
+Recipients are always active accounts with a confirmed address: nobody else is emailed or
+counted. Each function is one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from engage.accounts.models import User
+from engage.roles import CustodianStatus, Role
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who an email goes to: enough to address and greet them."""
+
+    id: int
+    email: str
+    display_name: str
+    language: str
+
+
+def reachable() -> sa.ColumnElement[bool]:
+    """The condition for an account people may be emailed at (active, address confirmed)."""
+    return sa.and_(User.is_active.is_(True), User.email_verified_at.is_not(None))
+
+
+def recipient_ids(
+    *,
+    roles: Iterable[Role] | None = None,
+    countries: Iterable[str] | None = None,
+    languages: Iterable[str] | None = None,
+) -> sa.Select[tuple[int]]:
+    """A query of the ids of reachable accounts with one of ``roles`` (and, when given, one of
+    ``countries`` and ``languages``), in id order; callers may add conditions and limits."""
+    query = sa.select(User.id).where(reachable()).order_by(User.id)
+    if roles is not None:
+        query = query.where(User.role.in_(list(roles)))
+    if countries is not None:
+        query = query.where(User.country.in_([c.upper() for c in countries]))
+    if languages is not None:
+        query = query.where(User.language.in_(list(languages)))
+    return query
+
+
+def recipients(
+    session: Session,
+    *,
+    roles: Iterable[Role] | None = None,
+    countries: Iterable[str] | None = None,
+    languages: Iterable[str] | None = None,
+) -> list[Recipient]:
+    """Reachable accounts by role, country and language, in id order."""
+    ids = recipient_ids(roles=roles, countries=countries, languages=languages).subquery()
+    rows = session.execute(
+        sa.select(User.id, User.email, User.display_name, User.language)
+        .where(User.id.in_(sa.select(ids.c.id)))
+        .order_by(User.id)
+    ).all()
+    return [Recipient(*row) for row in rows]
+
+
+def recipient(session: Session, user_id: int) -> Recipient | None:
+    """One account to email, or None when it is gone, deactivated or unconfirmed."""
+    row = session.execute(
+        sa.select(User.id, User.email, User.display_name, User.language).where(
+            User.id == user_id, reachable()
+        )
+    ).first()
+    return Recipient(*row) if row is not None else None
+
+
+def custodians_of(session: Session, registry_id: int) -> list[Recipient]:
+    """The approved, reachable custodians acting for registry ``registry_id``."""
+    rows = session.execute(
+        sa.select(User.id, User.email, User.display_name, User.language)
+        .where(
+            User.role == Role.CUSTODIAN,
+            User.custodian_status == CustodianStatus.APPROVED,
+            User.custodian_registry_id == registry_id,
+            reachable(),
+        )
+        .order_by(User.id)
+    ).all()
+    return [Recipient(*row) for row in rows]
+
+
+def display_names(session: Session, user_ids: Iterable[int]) -> dict[int, str]:
+    """Display names by account id (ids of removed accounts are absent)."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    return dict(
+        session.execute(sa.select(User.id, User.display_name).where(User.id.in_(ids))).all()
+    )
+
+
+def emails(session: Session, user_ids: Iterable[int]) -> dict[int, str]:
+    """Email addresses by account id, for staff pages (ids of removed accounts are absent)."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    return dict(session.execute(sa.select(User.id, User.email).where(User.id.in_(ids))).all())
+
+
+def user_id_by_email(session: Session, email: str) -> int | None:
+    """The id of the account with ``email`` (compared lower-cased), if any."""
+    return session.scalar(sa.select(User.id).where(User.email == email.strip().lower()))

@@ -272,7 +272,7 @@ def _connect_receivers() -> None:
 
 
 def _register_jobs(app: Flask) -> None:
-    from engage import outbox
+    from engage import delivery
     from engage.accounts import jobs as account_jobs
     from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
@@ -280,7 +280,7 @@ def _register_jobs(app: Flask) -> None:
     registry = JobRegistry()
     registry.register(
         "outbox.deliver",
-        outbox.deliver_due,
+        delivery.deliver_due,
         "interval",
         description="Send queued emails (claim, send, record; settle unknown outcomes)",
         seconds=15,
@@ -291,7 +291,7 @@ def _register_jobs(app: Flask) -> None:
 
 
 def _register_mail_kinds(app: Flask) -> None:
-    from engage import outbox
+    from engage import delivery, outbox
     from engage.accounts import emails as account_emails
     from engage.consent import emails as consent_emails
     from engage.topics import emails as topic_emails
@@ -301,6 +301,7 @@ def _register_mail_kinds(app: Flask) -> None:
     topic_emails.register_kinds(kinds)
     consent_emails.register_kinds(kinds)
     outbox.init_app(app, kinds)
+    delivery.init_app(app)
 
 
 def _register_cli(app: Flask) -> None:

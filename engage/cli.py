@@ -311,13 +311,13 @@ def outbox_deliver(limit: int | None) -> None:
     import signal
     import threading
 
-    from engage import outbox
+    from engage import delivery
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     stop = threading.Event()
     # SIGTERM finishes the message being sent and hands the rest of the claim back.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
-    report = outbox.deliver(app, limit=limit, stop=stop)
+    report = delivery.deliver(app, limit=limit, stop=stop)
     click.echo(report.summary())
 
 

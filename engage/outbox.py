@@ -27,26 +27,22 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import secrets
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engage import mail
-from engage.db import Base, Database, UTCDateTime
+from engage.db import Base, UTCDateTime
 from engage.enums import LabelledEnum, enum_column
-from engage.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -226,335 +222,6 @@ def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_IMMEDIATE, None)
 
 
-# Delivery ----------------------------------------------------------------------------------
-@dataclass
-class DeliveryReport:
-    """What one delivery run did."""
-
-    sent: int = 0
-    retrying: int = 0
-    failed: int = 0
-    unknown: int = 0
-    cancelled: int = 0
-    settled: int = 0
-
-    def summary(self) -> str:
-        """One line for the job log."""
-        return (
-            f"sent {self.sent}, retrying {self.retrying}, failed {self.failed}, "
-            f"unknown {self.unknown}, cancelled {self.cancelled}, settled {self.settled}"
-        )
-
-
-def _domain(app: Flask) -> str:
-    from email.utils import parseaddr
-
-    address = parseaddr(app.config["MAIL_FROM"])[1]
-    return address.rpartition("@")[2] or "engage.localhost"
-
-
-def _transport_name(app: Flask) -> str:
-    return str(app.config["MAIL_BACKEND"])
-
-
-def _backoff(attempts: int) -> timedelta:
-    """30 s, 1 min, 2 min, … capped at one hour."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
-
-
-def _worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def expire_stale_claims(session: Session, now: datetime) -> int:
-    """Settle rows whose claim's lease ran out (their worker died or hung): one never
-    attempted goes back to ``pending``; one whose hand-over had started becomes ``unknown``."""
-    stale = (
-        OutboxMessage.status == OutboxStatus.CLAIMED,
-        OutboxMessage.lease_expires_at < now,
-    )
-    never_attempted = session.execute(
-        sa.update(OutboxMessage)
-        .where(*stale, OutboxMessage.attempt_started_at.is_(None))
-        .values(status=OutboxStatus.PENDING, claim_token=None, next_attempt_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    started = session.execute(
-        sa.update(OutboxMessage)
-        .where(*stale, OutboxMessage.attempt_started_at.is_not(None))
-        .values(
-            status=OutboxStatus.UNKNOWN,
-            last_error="the delivering process stopped before recording the outcome",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return (never_attempted.rowcount or 0) + (started.rowcount or 0)
-
-
-def settle_unknown(session: Session, app: Flask, now: datetime, limit: int = 500) -> int:
-    """Settle ``unknown`` rows from the transport's evidence where it has any: delivered ones
-    become ``sent``, certainly-undelivered ones go back to ``pending``. Returns how many."""
-    backend: mail.MailBackend = app.extensions["engage.mail"]
-    transport = _transport_name(app)
-    domain = _domain(app)
-    rows = session.scalars(
-        sa.select(OutboxMessage)
-        .where(OutboxMessage.status == OutboxStatus.UNKNOWN, OutboxMessage.transport == transport)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-    settled = 0
-    for row in rows:
-        evidence = backend.was_delivered(row.message_id(domain))
-        if evidence is None:
-            continue
-        settled += 1
-        if evidence:
-            row.status = OutboxStatus.SENT
-            row.sent_at = row.sent_at or now
-            row.resolution = "evidence: delivered"
-        else:
-            row.status = OutboxStatus.PENDING
-            row.next_attempt_at = now
-            row.resolution = "evidence: not delivered"
-        row.claim_token = None
-    return settled
-
-
-def claim(
-    session: Session,
-    app: Flask,
-    now: datetime,
-    *,
-    limit: int = CLAIM_BATCH,
-    ids: list[int] | None = None,
-) -> tuple[str, list[int]]:
-    """Claim up to ``limit`` due rows for this worker (the caller commits at once).
-
-    PostgreSQL skips rows another worker has locked; SQLite's single writer serialises claims.
-    Returns the claim token and the claimed ids, oldest first.
-    """
-    token = secrets.token_hex(8)
-    lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"])
-    due = (
-        sa.select(OutboxMessage.id)
-        .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
-    if ids is not None:
-        due = due.where(OutboxMessage.id.in_(ids))
-    if session.get_bind().dialect.name == "postgresql":
-        # Lock the rows first, in their own statement: inside an UPDATE's IN (…), PostgreSQL
-        # may run a SKIP LOCKED subquery once per row and claim far more than ``limit``.
-        chosen: Any = list(session.scalars(due.with_for_update(skip_locked=True)))
-        if not chosen:
-            return token, []
-    else:
-        # SQLite evaluates the subquery once, and the UPDATE takes the write lock.
-        chosen = due.scalar_subquery()
-    claimed = session.scalars(
-        sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_(chosen))
-        .where(OutboxMessage.status == OutboxStatus.PENDING)
-        .values(
-            status=OutboxStatus.CLAIMED,
-            claim_token=token,
-            claimed_at=now,
-            lease_expires_at=now + lease,
-            attempt_started_at=None,
-            transport=_transport_name(app),
-        )
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return token, sorted(claimed)
-
-
-def _record(session: Session, row_id: int, token: str, **values: Any) -> None:
-    """Record one attempt's outcome in its own transaction (only under this worker's claim)."""
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(
-            OutboxMessage.id == row_id,
-            OutboxMessage.claim_token == token,
-            OutboxMessage.status.in_([OutboxStatus.CLAIMED, OutboxStatus.UNKNOWN]),
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-
-
-def _render(session: Session, app: Flask, row: OutboxMessage) -> mail.Message:
-    renderer = kinds(app).renderers.get(row.kind)
-    if renderer is None:
-        raise LookupError(f"no renderer for mail kind {row.kind!r}")
-    message = renderer(session, row)
-    if message is None:
-        raise NotOwed("nothing to send")
-    message.message_id = row.message_id(_domain(app))
-    message.custom_args = {**message.custom_args, "outbox_id": str(row.id)}
-    if row.kind not in message.categories:
-        message.categories = [*message.categories, row.kind]
-    return message
-
-
-def _deliver_one(
-    session: Session, app: Flask, row_id: int, token: str, report: DeliveryReport
-) -> None:
-    row = session.get(OutboxMessage, row_id, populate_existing=True)
-    if row is None or row.claim_token != token:
-        session.rollback()
-        return
-    attempts = row.attempts + 1
-    try:
-        message = _render(session, app, row)
-    except NotOwed as exc:
-        session.rollback()
-        report.cancelled += 1
-        _record(session, row_id, token, status=OutboxStatus.CANCELLED, last_error=str(exc)[:500])
-        return
-    except Exception as exc:  # noqa: BLE001 - a poison row fails alone, with its error kept
-        session.rollback()
-        log.exception("outbox row %s (%s) could not be rendered", row_id, row.kind)
-        report.failed += 1
-        _record(
-            session,
-            row_id,
-            token,
-            status=OutboxStatus.FAILED,
-            attempts=attempts,
-            last_error=f"could not render: {exc.__class__.__name__}: {exc}"[:500],
-        )
-        return
-    # From here on the outcome may be unknown: say so durably before handing over (this
-    # also ends the render's transaction, so none stays open while the provider answers).
-    session.rollback()
-    _record(session, row_id, token, attempt_started_at=utcnow(), attempts=attempts)
-    try:
-        result = mail.send(message)
-    except mail.MailOutcomeUnknown as exc:
-        report.unknown += 1
-        _record(session, row_id, token, status=OutboxStatus.UNKNOWN, last_error=str(exc)[:500])
-        return
-    except mail.MailError as exc:
-        if exc.transient and attempts < MAX_ATTEMPTS:
-            report.retrying += 1
-            _record(
-                session,
-                row_id,
-                token,
-                status=OutboxStatus.PENDING,
-                claim_token=None,
-                next_attempt_at=utcnow() + _backoff(attempts),
-                last_error=str(exc)[:500],
-            )
-        else:
-            report.failed += 1
-            _record(session, row_id, token, status=OutboxStatus.FAILED, last_error=str(exc)[:500])
-        return
-    report.sent += 1
-    _record(
-        session,
-        row_id,
-        token,
-        status=OutboxStatus.SENT,
-        sent_at=utcnow(),
-        provider_message_id=(result.message_id or "")[:200] or None,
-        last_error=None,
-    )
-
-
-def deliver(
-    app: Flask,
-    *,
-    now: datetime | None = None,
-    ids: list[int] | None = None,
-    limit: int | None = None,
-    stop: threading.Event | None = None,
-) -> DeliveryReport:
-    """Deliver due emails: expire stale claims, settle unknown rows from evidence, then claim
-    and send batch after batch until nothing is due, ``limit`` rows were claimed, or ``stop``
-    is set (the current message is finished first).
-
-    :param ids: deliver only these rows (the immediate attempt after a request).
-    """
-    report = DeliveryReport()
-    with app.app_context():
-        session = Database.new_session(app)
-        try:
-            now = now or utcnow()
-            if ids is None:
-                expire_stale_claims(session, now)
-                session.commit()
-                report.settled = settle_unknown(session, app, now)
-                session.commit()
-            remaining = limit
-            size = int(app.config.get("OUTBOX_CLAIM_BATCH", CLAIM_BATCH))
-            while not (stop is not None and stop.is_set()):
-                batch = size if remaining is None else min(size, remaining)
-                if batch <= 0:
-                    break
-                token, claimed = claim(session, app, now, limit=batch, ids=ids)
-                session.commit()
-                if not claimed:
-                    break
-                for row_id in claimed:
-                    if stop is not None and stop.is_set():
-                        # Not started: hand the rest back at once instead of leaving them
-                        # to expire into "unknown".
-                        _release(session, row_id, token)
-                        continue
-                    _deliver_one(session, app, row_id, token, report)
-                if remaining is not None:
-                    remaining -= len(claimed)
-                if ids is not None:
-                    break
-                now = max(now, utcnow())
-        finally:
-            session.rollback()
-            session.close()
-    return report
-
-
-def _release(session: Session, row_id: int, token: str) -> None:
-    """Give back a claimed row that was never attempted."""
-    _record(session, row_id, token, status=OutboxStatus.PENDING, claim_token=None)
-
-
-def deliver_due(session: Session, now: datetime, config: dict[str, Any]) -> str:
-    """The ``outbox.deliver`` job: deliver what is due (each step commits on its own)."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    stop = app.extensions.get("engage.stop")
-    return deliver(app, now=now, stop=stop).summary()
-
-
-def _deliver_ready_after_request(response: Any) -> Any:
-    """Send what this request queued with ``deliver_now`` once its transaction committed."""
-    session: Session | None = g.get("db_session")
-    if session is None:
-        return response
-    ready = session.info.pop(_READY, None)
-    if not ready:
-        return response
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        deliver(app, ids=ready)
-    except Exception:  # noqa: BLE001 - the rows stay queued; the job sends them later
-        log.exception("immediate delivery of %d queued email(s) failed; left queued", len(ready))
-    return response
-
-
-def deliver_ready(app: Flask, session: Session) -> DeliveryReport | None:
-    """Send what ``session`` queued with ``deliver_now`` and has committed (CLI, tests)."""
-    ready = session.info.pop(_READY, None)
-    if not ready:
-        return None
-    return deliver(app, ids=ready)
-
-
 # Staff -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class OutboxCount:
@@ -632,13 +299,17 @@ def resolve(
 
 # Composition -------------------------------------------------------------------------------
 def init_app(app: Flask, mail_kinds: MailKinds) -> None:
-    """Bind the registered mail kinds and send ``deliver_now`` rows after each request."""
+    """Bind the registered mail kinds and follow commits of ``deliver_now`` rows."""
     app.extensions["engage.mail_kinds"] = mail_kinds
-    app.after_request(_deliver_ready_after_request)
     factory = app.extensions["engage.db"]["sessionmaker"]
     if not event.contains(factory, "after_commit", _promote_after_commit):
         event.listen(factory, "after_commit", _promote_after_commit)
         event.listen(factory, "after_rollback", _forget_after_rollback)
+
+
+def take_ready(session: Session) -> list[int]:
+    """The ids of ``deliver_now`` rows ``session`` has committed since last asked."""
+    return session.info.pop(_READY, None) or []
 
 
 def iter_messages(session: Session, status: OutboxStatus) -> Iterator[OutboxMessage]:

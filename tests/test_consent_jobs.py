@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from engage import outbox
+from engage import delivery
 from engage.accounts.models import Role, User
 from engage.consent.jobs import send_review_reminders
 from engage.consent.models import ConsentFormVersion, ConsentParticipant
@@ -45,7 +45,7 @@ def run(app, session, now):
     with app.app_context():
         summary = send_review_reminders(session, now, app.config)
         session.commit()
-    outbox.deliver(app, now=now)
+    delivery.deliver(app, now=now)
     return "sent " + summary.split(", ")[-1].removeprefix("queued ")
 
 
@@ -118,7 +118,7 @@ def test_participants_who_never_decided_hear_once_that_the_form_is_ready(
         session.commit()
     assert first.startswith("queued 1 consent-form notice(s)")
     assert second.startswith("queued 0 consent-form notice(s)")
-    outbox.deliver(app, now=t0 + 2 * DAY)
+    delivery.deliver(app, now=t0 + 2 * DAY)
     ready = mailbox.to("never@example.org")
     assert [m.subject for m in ready] == ["You can now give your consent"]
     assert "version 2" in ready[0].text

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from engage import outbox
+from engage import delivery, outbox
 from engage.accounts.models import Role, User
 from engage.app import create_app
 from engage.db import Database
@@ -67,8 +67,8 @@ def test_each_message_is_sent_once_with_a_stable_message_id(app, session, make_u
     users = [make_user() for _ in range(3)]
     ids = [queue_notice(session, user, f"notice:{user.id}") for user in users]
 
-    report = outbox.deliver(app)
-    again = outbox.deliver(app)
+    report = delivery.deliver(app)
+    again = delivery.deliver(app)
 
     assert (report.sent, again.sent) == (3, 0)
     assert [m.to for m in mailbox.messages] == [u.email for u in users]
@@ -96,7 +96,7 @@ def test_a_message_that_fails_to_render_fails_alone_with_its_attempt_saved(
     session.commit()
     healthy = queue_notice(session, user, "healthy")
 
-    report = outbox.deliver(app)
+    report = delivery.deliver(app)
 
     assert (report.sent, report.failed) == (1, 1)
     failed = session.get(OutboxMessage, poison)
@@ -111,7 +111,7 @@ def test_a_message_that_fails_to_render_fails_alone_with_its_attempt_saved(
 def test_a_deactivated_recipient_is_not_sent_anything(app, session, make_user, mailbox):
     user = make_user(is_active=False)
     row_id = queue_notice(session, user, "notice")
-    report = outbox.deliver(app)
+    report = delivery.deliver(app)
     assert report.cancelled == 1 and mailbox.messages == []
     assert session.get(OutboxMessage, row_id).status == OutboxStatus.CANCELLED
 
@@ -124,15 +124,15 @@ def test_a_transient_provider_error_is_retried_after_a_backoff(
     fake_sendgrid.enqueue(503)
     start = utcnow()
 
-    first = outbox.deliver(sendgrid_app, now=start)
-    too_soon = outbox.deliver(sendgrid_app, now=start + timedelta(seconds=5))
+    first = delivery.deliver(sendgrid_app, now=start)
+    too_soon = delivery.deliver(sendgrid_app, now=start + timedelta(seconds=5))
     row = rows(session)[0]
     assert (first.retrying, too_soon.sent) == (1, 0)
     assert row.status == OutboxStatus.PENDING
     assert row.attempts == 1 and "503" in row.last_error
     assert row.next_attempt_at >= start + timedelta(seconds=30)
 
-    later = outbox.deliver(sendgrid_app, now=row.next_attempt_at + timedelta(seconds=1))
+    later = delivery.deliver(sendgrid_app, now=row.next_attempt_at + timedelta(seconds=1))
     assert later.sent == 1
     row = rows(session)[0]
     assert (row.status, row.attempts) == (OutboxStatus.SENT, 2)
@@ -147,12 +147,12 @@ def test_a_refused_message_fails_with_the_providers_reason(
 ):
     queue_notice(session, make_user(), "notice")
     fake_sendgrid.enqueue(400, {"errors": [{"message": "Invalid email", "field": "to"}]})
-    report = outbox.deliver(sendgrid_app)
+    report = delivery.deliver(sendgrid_app)
     row = rows(session)[0]
     assert report.failed == 1
     assert row.status == OutboxStatus.FAILED
     assert "Invalid email" in row.last_error
-    assert outbox.deliver(sendgrid_app).sent == 0
+    assert delivery.deliver(sendgrid_app).sent == 0
     assert len(fake_sendgrid.mail_sends) == 1
 
 
@@ -161,9 +161,9 @@ def test_no_answer_after_sending_is_unknown_and_never_resent_blindly(
 ):
     queue_notice(session, make_user(), "notice")
     fake_sendgrid.enqueue(202, delay=2.5)  # past the 1 s timeout
-    report = outbox.deliver(sendgrid_app)
+    report = delivery.deliver(sendgrid_app)
     assert report.unknown == 1
-    later = outbox.deliver(sendgrid_app, now=utcnow() + timedelta(hours=2))
+    later = delivery.deliver(sendgrid_app, now=utcnow() + timedelta(hours=2))
     assert later.sent == 0
     assert rows(session)[0].status == OutboxStatus.UNKNOWN
     assert len(fake_sendgrid.mail_sends) == 1
@@ -178,20 +178,20 @@ def test_a_stale_claim_is_settled_from_the_files_that_exist(app, session, make_u
     start = utcnow()
     with app.app_context():
         claim_session = Database.new_session(app)
-        token, claimed = outbox.claim(claim_session, app, start, limit=2)
+        token, claimed = delivery.claim(claim_session, app, start, limit=2)
         claim_session.commit()
         first = claim_session.get(OutboxMessage, claimed[0])
-        message = outbox._render(claim_session, app, first)
+        message = delivery._render(claim_session, app, first)
         claim_session.rollback()
-        outbox._record(claim_session, first.id, token, attempt_started_at=start, attempts=1)
+        delivery._record(claim_session, first.id, token, attempt_started_at=start, attempts=1)
         app.extensions["engage.mail"].send(message, app.config["MAIL_FROM"])
         claim_session.close()
     assert len(mailbox.messages) == 1
 
     # While the lease holds nothing happens; after it, evidence decides.
-    assert outbox.deliver(app, now=start + timedelta(seconds=10)).sent == 0
+    assert delivery.deliver(app, now=start + timedelta(seconds=10)).sent == 0
     lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"] + 1)
-    report = outbox.deliver(app, now=start + lease)
+    report = delivery.deliver(app, now=start + lease)
 
     assert (report.settled, report.sent) == (1, 1)
     assert sorted(m.to for m in mailbox.messages) == sorted(u.email for u in users)
@@ -207,7 +207,7 @@ def test_staff_decide_about_an_unknown_email_once(
     user = make_user()
     row_id = queue_notice(session, user, "notice")
     fake_sendgrid.enqueue(202, delay=2.5)
-    outbox.deliver(sendgrid_app)
+    delivery.deliver(sendgrid_app)
     staff = make_user(Role.STAFF)
     sign_in(client, staff)
 
@@ -227,7 +227,7 @@ def test_staff_decide_about_an_unknown_email_once(
         staff.id,
         "send_again",
     )
-    assert outbox.deliver(sendgrid_app).sent == 1
+    assert delivery.deliver(sendgrid_app).sent == 1
     assert len(fake_sendgrid.mail_sends) == 2
 
 
@@ -235,7 +235,7 @@ def test_outbox_page_counts_by_kind_and_status(app, session, make_user, client):
     user = make_user()
     queue_notice(session, user, "a")
     queue_notice(session, user, "b")
-    outbox.deliver(app)
+    delivery.deliver(app)
     queue_notice(session, user, "c")
     sign_in(client, make_user(Role.STAFF))
     page = client.get("/staff/outbox").get_data(as_text=True)
@@ -269,7 +269,7 @@ def test_sign_up_succeeds_while_the_mail_provider_is_down(sendgrid_app, session,
     row = rows(session)[0]
     assert (row.kind, row.status, row.attempts) == ("verify_email", OutboxStatus.PENDING, 1)
 
-    later = outbox.deliver(sendgrid_app, now=row.next_attempt_at)
+    later = delivery.deliver(sendgrid_app, now=row.next_attempt_at)
     assert later.sent == 1
     assert fake_sendgrid.mail_sends[-1].body["personalizations"][0]["to"] == [
         {"email": "ana@example.org"}
@@ -319,12 +319,12 @@ def test_an_attempt_that_started_but_left_no_file_is_sent_again(app, session, ma
     start = utcnow()
     with app.app_context():
         claim_session = Database.new_session(app)
-        token, claimed = outbox.claim(claim_session, app, start, limit=1)
+        token, claimed = delivery.claim(claim_session, app, start, limit=1)
         claim_session.commit()
-        outbox._record(claim_session, claimed[0], token, attempt_started_at=start, attempts=1)
+        delivery._record(claim_session, claimed[0], token, attempt_started_at=start, attempts=1)
         claim_session.close()
     lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"] + 1)
-    report = outbox.deliver(app, now=start + lease)
+    report = delivery.deliver(app, now=start + lease)
     assert (report.settled, report.sent) == (1, 1)
     row = rows(session)[0]
     assert (row.status, row.resolution, row.attempts) == (

@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from engage import outbox
+from engage import delivery, outbox
 from engage.accounts.models import Role, User
 from engage.app import create_app
 from engage.db import Database
@@ -419,6 +419,6 @@ def test_concurrent_identical_sign_ups_send_one_confirmation_and_no_warning(make
         accounts = session.scalar(sa.select(sa.func.count()).select_from(User))
         session.close()
     assert accounts == 1
-    outbox.deliver(app)
+    delivery.deliver(app)
     subjects = [m.subject for m in Mailbox(app).to("ana@example.org")]
     assert subjects == ["Confirm your email address for Engage"]

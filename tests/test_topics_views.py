@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from engage import outbox
+from engage import delivery
 from engage.accounts.models import Role, User
 from engage.app import create_app
 from engage.db import Database
@@ -371,12 +371,12 @@ def test_staff_moderate_publish_return_reject_and_notify(
     )  # not allowed from published
     session.rollback()
     assert session.get(Topic, topic.id).status == TopicStatus.PUBLISHED
-    report = outbox.deliver(app)
+    report = delivery.deliver(app)
     assert (report.sent, report.failed) == (1, 0)
     message = mailbox.last_to(author.email)
     assert message.subject == "Your topic: open for support"
     assert f"http://engage.test/topics/{topic.id}" in message.text
-    again = outbox.deliver(app)
+    again = delivery.deliver(app)
     assert (again.sent, again.failed) == (0, 0)
     assert len(mailbox.to(author.email)) == 1
 

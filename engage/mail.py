@@ -54,6 +54,52 @@ class Message:
     message_id: str | None = None
 
 
+# SendGrid accepts at most this many personalizations (recipients) in one request.
+MAX_PERSONALIZATIONS = 1000
+
+
+@dataclass
+class BatchRecipient:
+    """One recipient of a batch: the address, what to put in place of the batch's
+    placeholders (e.g. ``{"-name-": "Ana"}``), and their own headers, ids and Message-ID."""
+
+    to: str
+    substitutions: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    custom_args: dict[str, str] = field(default_factory=dict)
+    message_id: str | None = None
+
+
+@dataclass
+class Batch:
+    """One message sent to many recipients, personalised by substitutions."""
+
+    subject: str
+    text: str
+    html: str
+    recipients: list[BatchRecipient]
+    categories: list[str] = field(default_factory=list)
+
+    def message_for(self, recipient: BatchRecipient) -> Message:
+        """The message ``recipient`` receives, substitutions applied."""
+
+        def fill(template: str) -> str:
+            for placeholder, value in recipient.substitutions.items():
+                template = template.replace(placeholder, value)
+            return template
+
+        return Message(
+            to=recipient.to,
+            subject=fill(self.subject),
+            text=fill(self.text),
+            html=fill(self.html),
+            headers=dict(recipient.headers),
+            categories=list(self.categories),
+            custom_args=dict(recipient.custom_args),
+            message_id=recipient.message_id,
+        )
+
+
 @dataclass
 class SendResult:
     """What the transport knows after handing a message over."""
@@ -203,17 +249,63 @@ class SendGridBackend:
         )
         for header_name, value in message.headers.items():
             mail.add_header(Header(header_name, value))
+        if message.message_id:
+            # Not a reserved header for SendGrid; kept so replies and bounces thread by it.
+            mail.add_header(Header("Message-ID", message.message_id))
         for category in message.categories:
             mail.add_category(Category(category))
         for key, value in message.custom_args.items():
             mail.add_custom_arg(CustomArg(key, value))
         return mail.get()
 
+    @staticmethod
+    def build_batch_body(batch: Batch, sender: str) -> dict[str, Any]:
+        """Return one v3 ``/mail/send`` body carrying every recipient of ``batch`` as its own
+        personalization (own address, substitutions, headers and ``custom_args``)."""
+        if not 1 <= len(batch.recipients) <= MAX_PERSONALIZATIONS:
+            raise ValueError(f"a batch holds 1 to {MAX_PERSONALIZATIONS} recipients")
+        name, address = parseaddr(sender)
+        personalizations = []
+        for recipient in batch.recipients:
+            personalization: dict[str, Any] = {"to": [{"email": recipient.to}]}
+            subject = batch.message_for(recipient).subject
+            if subject != batch.subject:
+                personalization["subject"] = subject
+            if recipient.substitutions:
+                personalization["substitutions"] = dict(recipient.substitutions)
+            headers = dict(recipient.headers)
+            if recipient.message_id:
+                headers["Message-ID"] = recipient.message_id
+            if headers:
+                personalization["headers"] = headers
+            if recipient.custom_args:
+                personalization["custom_args"] = dict(recipient.custom_args)
+            personalizations.append(personalization)
+        body: dict[str, Any] = {
+            "from": {"email": address, **({"name": name} if name else {})},
+            "subject": batch.subject,
+            "personalizations": personalizations,
+            "content": [
+                {"type": "text/plain", "value": batch.text},
+                {"type": "text/html", "value": batch.html},
+            ],
+        }
+        if batch.categories:
+            body["categories"] = list(batch.categories)
+        return body
+
+    def send_batch(self, batch: Batch, sender: str) -> SendResult:
+        """POST every recipient of ``batch`` in one request (all accepted or none)."""
+        return self._post(self.build_batch_body(batch, sender))
+
     def send(self, message: Message, sender: str) -> SendResult:
         """POST the message; 2xx is accepted, 429/5xx/network errors are transient."""
+        return self._post(self.build_request_body(message, sender))
+
+    def _post(self, body: dict[str, Any]) -> SendResult:
+        """Hand one request body over, turning every failure into a ``MailError``."""
         from python_http_client import exceptions as http_errors
 
-        body = self.build_request_body(message, sender)
         try:
             response = self.client.send(body)
         except http_errors.HTTPError as exc:
@@ -270,6 +362,14 @@ def _error_reason(exc: Exception) -> str:
     except (ValueError, AttributeError):
         reasons = []
     return "; ".join(r for r in reasons if r)[:500] or "no reason given"
+
+
+def send_batch(backend: MailBackend, batch: Batch, sender: str) -> list[SendResult]:
+    """Send ``batch`` through ``backend``: one request with SendGrid, one message per
+    recipient with the others (so the file backend's evidence stays per message)."""
+    if isinstance(backend, SendGridBackend):
+        return [backend.send_batch(batch, sender)]
+    return [backend.send(batch.message_for(recipient), sender) for recipient in batch.recipients]
 
 
 def make_backend(app: Flask) -> MailBackend:

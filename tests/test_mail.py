@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 from engage.mail import (
+    Batch,
+    BatchRecipient,
     ConsoleBackend,
     FileBackend,
     MailError,
     MailOutcomeUnknown,
     Message,
     SendGridBackend,
+    send_batch,
 )
 from tests.fake_sendgrid import FakeSendGrid
 
@@ -401,3 +404,86 @@ def test_file_backend_writes_a_message_with_a_stable_id_once_and_whole(tmp_path:
     assert [f.name for f in files] == ["outbox-000000000007.abc_engage.test.eml"]
     assert read_eml(files[0])["Message-ID"] == message.message_id
     assert backend.was_delivered(message.message_id) is True
+
+
+# -- Batches ---------------------------------------------------------------------------------
+
+
+def make_batch(count: int) -> Batch:
+    return Batch(
+        subject="Research update for -name-",
+        text="Hello -name-,\nNews.\nUnsubscribe: -unsubscribe-\n",
+        html="<p>Hello -name-,</p><p><a href='-unsubscribe-'>Unsubscribe</a></p>",
+        categories=["research_update"],
+        recipients=[
+            BatchRecipient(
+                to=f"person{n}@example.org",
+                substitutions={"-name-": f"Person {n}", "-unsubscribe-": f"https://e.test/u/{n}"},
+                headers={
+                    "List-Unsubscribe": f"<https://e.test/u/{n}>",
+                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                },
+                custom_args={"outbox_id": str(n)},
+                message_id=f"<outbox-{n:012d}.t@engage.test>",
+            )
+            for n in range(count)
+        ],
+    )
+
+
+def test_sendgrid_batch_is_one_request_with_a_personalization_per_recipient(
+    fake_sendgrid: FakeSendGrid,
+) -> None:
+    backend = SendGridBackend(API_KEY, fake_sendgrid.url)
+
+    results = send_batch(backend, make_batch(3), SENDER)
+
+    assert len(fake_sendgrid.mail_sends) == 1
+    body = fake_sendgrid.mail_sends[0].body
+    assert results[0].message_id == fake_sendgrid.mail_sends[0].message_id
+    assert body["personalizations"][1] == {
+        "to": [{"email": "person1@example.org"}],
+        "subject": "Research update for Person 1",
+        "substitutions": {"-name-": "Person 1", "-unsubscribe-": "https://e.test/u/1"},
+        "headers": {
+            "List-Unsubscribe": "<https://e.test/u/1>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "Message-ID": "<outbox-000000000001.t@engage.test>",
+        },
+        "custom_args": {"outbox_id": "1"},
+    }
+    assert len(body["personalizations"]) == 3
+    assert body["content"][0] == {
+        "type": "text/plain",
+        "value": "Hello -name-,\nNews.\nUnsubscribe: -unsubscribe-\n",
+    }
+    assert body["categories"] == ["research_update"]
+    assert body["from"] == {"email": "no-reply@engage.test", "name": "Engage"}
+
+
+def test_sendgrid_batch_holds_at_most_1000_recipients() -> None:
+    assert len(SendGridBackend.build_batch_body(make_batch(1000), SENDER)["personalizations"]) == (
+        1000
+    )
+    with pytest.raises(ValueError, match="1 to 1000"):
+        SendGridBackend.build_batch_body(make_batch(1001), SENDER)
+
+
+def test_sendgrid_batch_failure_is_one_error_for_the_whole_request(
+    fake_sendgrid: FakeSendGrid,
+) -> None:
+    fake_sendgrid.enqueue(503)
+    with pytest.raises(MailError) as caught:
+        send_batch(SendGridBackend(API_KEY, fake_sendgrid.url), make_batch(2), SENDER)
+    assert caught.value.transient is True
+
+
+def test_file_backend_writes_each_batch_recipient_its_own_message(tmp_path: Path) -> None:
+    send_batch(FileBackend(tmp_path), make_batch(2), SENDER)
+
+    parsed = [read_eml(path) for path in sorted(tmp_path.glob("*.eml"))]
+    assert [m["To"] for m in parsed] == ["person0@example.org", "person1@example.org"]
+    assert parsed[1]["Subject"] == "Research update for Person 1"
+    assert "https://e.test/u/1" in parsed[1].get_body(preferencelist=("plain",)).get_content()
+    assert parsed[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed[1]["Message-ID"] == "<outbox-000000000001.t@engage.test>"

@@ -80,3 +80,39 @@ def test_markdown_is_read_as_sentences_of_words():
 
 def test_empty_text_has_no_grade():
     assert reading_level("").grade == 0.0 and reading_level("  \n ").words == 0
+
+
+def test_german_is_graded_with_the_wiener_sachtextformel():
+    plain = reading_level("Sie können ja oder nein sagen. Sie können Ihre Meinung ändern.", "de")
+    dense = reading_level(
+        "Die Verarbeitung personenbezogener Gesundheitsdaten erfolgt ausschließlich auf "
+        "Grundlage Ihrer ausdrücklichen, jederzeit widerrufbaren Einwilligungserklärung.",
+        "de",
+    )
+    assert plain.method == dense.method == "Wiener Sachtextformel (4th) grade"
+    # 2 sentences, 11 words, none of three syllables ("Meinung" has two: "ei" is one group).
+    assert (plain.sentences, plain.words) == (2, 11)
+    assert plain.grade < 4 < 12 < dense.grade
+
+
+def test_spanish_is_graded_with_crawfords_formula():
+    level = reading_level(
+        "Puede decir sí o no. Puede cambiar de opinión en cualquier momento.", "es"
+    )
+    assert level.method == "Crawford grade"
+    assert (level.sentences, level.words) == (2, 12)
+    assert level.grade is not None and 0 <= level.grade < 4
+
+
+@pytest.mark.parametrize("language", ["sv", "fr", "nl", "ar", "cs"])
+def test_languages_without_a_grade_formula_are_not_measured(language):
+    level = reading_level("Ett kort och enkelt stycke text. Det har två meningar.", language)
+    assert level.grade is None and not level.is_measured
+    assert level.method == "not measured for this language"
+    assert (level.sentences, level.words) == (2, 10)
+
+
+def test_english_is_the_default_and_keeps_flesch_kincaid():
+    text = "You can say yes or no. You can change your mind at any time."
+    assert reading_level(text) == reading_level(text, "en")
+    assert reading_level(text).method == "Flesch-Kincaid grade"

@@ -1,4 +1,4 @@
-"""Reading level of a plain-language summary: the Flesch-Kincaid grade level, computed here.
+"""Reading level of a plain-language summary: a grade level, computed here.
 
 Method (Kincaid, Fishburne, Rogers and Chissom, 1975)::
 
@@ -24,6 +24,18 @@ asks for grade 8 or lower. It is computed in three steps:
    a hyphenated word is the sum of its parts; every word has at least one syllable.
 
 Grades below zero (very short, simple sentences) are reported as 0.
+
+The Flesch-Kincaid formula and its syllable rules are English. Other languages are graded only
+where a grade formula made for the language exists, with syllables counted as groups of the
+language's vowels (diphthongs count once):
+
+- German: the fourth Wiener Sachtextformel (Bamberger and Vanecek, 1984), a school grade:
+  ``0.2656 × words per sentence + 0.2744 × % of words with three or more syllables − 1.693``;
+- Spanish: Crawford's formula (1984), a school grade:
+  ``−0.205 × sentences per 100 words + 0.049 × syllables per 100 words − 3.407``.
+
+Every other language is reported as not measured (``grade`` None): its summary needs a native
+speaker's review instead of a number from an English formula.
 """
 
 from __future__ import annotations
@@ -44,12 +56,31 @@ _TWO_VOWEL_SOUNDS = re.compile(r"(?<![cgstx])i[ao]")
 
 @dataclass(frozen=True)
 class ReadingLevel:
-    """The counts behind a Flesch-Kincaid grade, and the grade itself."""
+    """The counts behind a reading grade, the grade itself (None when the language is not
+    measured) and the formula that gave it."""
 
     sentences: int
     words: int
     syllables: int
-    grade: float
+    grade: float | None
+    method: str = "Flesch-Kincaid grade"
+
+    @property
+    def is_measured(self) -> bool:
+        """Whether a formula for this language gave a grade."""
+        return self.grade is not None
+
+
+# Grade formulas by ISO 639-1 language code, and the vowels whose groups count as syllables.
+GRADED_LANGUAGES = {
+    "en": "Flesch-Kincaid grade",
+    "de": "Wiener Sachtextformel (4th) grade",
+    "es": "Crawford grade",
+}
+_VOWEL_GROUPS = {
+    "de": re.compile(r"[aeiouyäöü]+"),
+    "es": re.compile(r"[aeiouáéíóúü]+"),
+}
 
 
 def plain_text(markdown: str) -> str:
@@ -103,23 +134,47 @@ def _without_abbreviations(text: str) -> str:
     return lowered
 
 
-def reading_level(markdown: str) -> ReadingLevel:
-    """The Flesch-Kincaid grade of ``markdown`` and its sentence, word and syllable counts."""
-    text = _without_abbreviations(plain_text(markdown))
+def _vowel_group_syllables(word: str, language: str) -> int:
+    """Syllables of ``word`` as groups of the language's vowels (at least 1)."""
+    if any(ch.isdigit() for ch in word):
+        return 2
+    return max(1, len(_VOWEL_GROUPS[language].findall(word.lower())))
+
+
+def reading_level(markdown: str, language: str = "en") -> ReadingLevel:
+    """The reading grade of ``markdown`` written in ``language`` (an ISO 639-1 code), with its
+    sentence, word and syllable counts; ``grade`` is None for a language not measured here."""
+    language = (language or "en").lower()
+    method = GRADED_LANGUAGES.get(language, "not measured for this language")
+    text = (
+        _without_abbreviations(plain_text(markdown)) if language == "en" else plain_text(markdown)
+    )
     words = _WORD.findall(text)
+    sentences = max(1, len(_SENTENCE_END.findall(text))) if words else 0
+    if language not in GRADED_LANGUAGES:
+        return ReadingLevel(sentences, len(words), 0, None, method)
     if not words:
-        return ReadingLevel(sentences=0, words=0, syllables=0, grade=0.0)
-    sentences = max(1, len(_SENTENCE_END.findall(text)))
-    syllables = sum(count_syllables(word) for word in words)
-    grade = 0.39 * (len(words) / sentences) + 11.8 * (syllables / len(words)) - 15.59
+        return ReadingLevel(0, 0, 0, 0.0, method)
+    if language == "en":
+        counts = [count_syllables(word) for word in words]
+        grade = 0.39 * (len(words) / sentences) + 11.8 * (sum(counts) / len(words)) - 15.59
+    else:
+        counts = [_vowel_group_syllables(word, language) for word in words]
+        if language == "de":
+            long_share = 100 * sum(1 for c in counts if c >= 3) / len(words)
+            grade = 0.2656 * (len(words) / sentences) + 0.2744 * long_share - 1.693
+        else:  # "es"
+            per_100 = 100 / len(words)
+            grade = -0.205 * sentences * per_100 + 0.049 * sum(counts) * per_100 - 3.407
     return ReadingLevel(
         sentences=sentences,
         words=len(words),
-        syllables=syllables,
+        syllables=sum(counts),
         grade=round(max(0.0, grade), 1),
+        method=method,
     )
 
 
 def flesch_kincaid_grade(markdown: str) -> float:
-    """The Flesch-Kincaid grade level of ``markdown`` (0 for empty or very simple text)."""
-    return reading_level(markdown).grade
+    """The Flesch-Kincaid grade level of English ``markdown`` (0 for empty or simple text)."""
+    return reading_level(markdown, "en").grade or 0.0

@@ -9,8 +9,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from engage.accounts.choices import LANGUAGE_CHOICES, country_names
 from engage.accounts.models import Role
+from engage.choices import LANGUAGE_CHOICES, country_names
 
 
 def _create_app() -> Flask:
@@ -224,12 +224,24 @@ def demo_group() -> None:
 @with_appcontext
 def demo_seed() -> None:
     """Create the network's registries and one demo account per role (idempotent)."""
-    from engage.demo import DemoRefused, seed_demo
+    import json
 
+    from engage.db import get_session
+    from engage.demo import DemoRefused, credentials_file, seed_demo
+    from engage.timeutil import utcnow
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    path = credentials_file(app)
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    session = get_session()
     try:
-        lines = seed_demo(current_app._get_current_object())  # type: ignore[attr-defined]
+        lines = seed_demo(session, app.config, known, utcnow())
     except DemoRefused as exc:
         raise click.ClickException(str(exc)) from None
+    session.commit()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
     for line in lines:
         click.echo(line)
 

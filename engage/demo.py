@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
@@ -15,9 +16,7 @@ from engage.accounts import services as account_services
 from engage.accounts.models import CustodianStatus, Role, User
 from engage.consent.receipts import ReceiptIssuer
 from engage.consent.seed import ensure_demo_choices, ensure_first_form
-from engage.db import Database
 from engage.registries.services import RegistryDetails, ensure_registry
-from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import Topic, TopicCategory, TopicStatus
 
@@ -88,64 +87,56 @@ def _seed_topics(session: Session, now: datetime) -> None:
         topic_services.support_topic(session, author, topic.id, now)
 
 
-def _credentials_file(app: Flask) -> Path:
+def credentials_file(app: Flask) -> Path:
+    """Where the demo passwords are kept (development only, readable by the owner only)."""
     return Path(app.instance_path) / "demo-sign-ins.json"
 
 
-def seed_demo(app: Flask) -> list[str]:
-    """Create registries and demo accounts if missing; return lines describing the sign-ins.
-
-    Passwords are generated on first creation and kept in the instance folder (development
-    only) so later runs can print them again.
-    """
-    if app.config["ENGAGE_CONFIG"] == "production":
+def check_allowed(config: Mapping[str, Any]) -> None:
+    """Refuse demo data under the production configuration."""
+    if config["ENGAGE_CONFIG"] == "production":
         raise DemoRefused("Refusing to seed demo data under the production configuration.")
-    now = utcnow()
-    credentials_path = _credentials_file(app)
-    known: dict[str, str] = {}
-    if credentials_path.exists():
-        known = json.loads(credentials_path.read_text())
+
+
+def seed_demo(
+    session: Session, config: Mapping[str, Any], known: dict[str, str], now: datetime
+) -> list[str]:
+    """Create registries, demo accounts, topics and the first consent form where missing
+    (the caller commits); return lines describing the sign-ins.
+
+    :param known: demo passwords by address from earlier runs; new accounts' generated
+        passwords are added to it, for the caller to keep.
+    """
+    check_allowed(config)
     lines: list[str] = []
-    session = Database.new_session(app)
-    try:
-        registries = {
-            details.code: ensure_registry(session, details, now) for details in REGISTRIES
-        }
-        for role, email, name, country in DEMO_ACCOUNTS:
-            user = session.scalar(sa.select(User).where(User.email == email))
-            if user is None:
-                password = f"demo-{secrets.token_urlsafe(9)}"
-                user = account_services.create_user_by_cli(
-                    session,
-                    email=email,
-                    password=password,
-                    role=role,
-                    display_name=name,
-                    country=country,
-                    language="en",
-                    now=now,
-                )
-                if role == Role.CLINICIAN:
-                    user.profession, user.institution = "Neurologist", "Rigshospitalet"
-                    user.clinician_verified_at = now
-                elif role == Role.ORGANISATION:
-                    user.organisation_name = "Associazione Italiana Sclerosi Multipla"
-                elif role == Role.CUSTODIAN:
-                    user.custodian_registry_id = registries["SMSREG"].id
-                    user.custodian_status = CustodianStatus.APPROVED
-                known[email] = password
-            lines.append(
-                f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}"
+    registries = {details.code: ensure_registry(session, details, now) for details in REGISTRIES}
+    for role, email, name, country in DEMO_ACCOUNTS:
+        user = session.scalar(sa.select(User).where(User.email == email))
+        if user is None:
+            password = f"demo-{secrets.token_urlsafe(9)}"
+            user = account_services.create_user_by_cli(
+                session,
+                email=email,
+                password=password,
+                role=role,
+                display_name=name,
+                country=country,
+                language="en",
+                now=now,
             )
-        session.flush()
-        _seed_topics(session, now)
-        _seed_consent(session, app, now)
-        session.commit()
-    finally:
-        session.close()
-    credentials_path.parent.mkdir(parents=True, exist_ok=True)
-    credentials_path.write_text(json.dumps(known, indent=2))
-    credentials_path.chmod(0o600)
+            if role == Role.CLINICIAN:
+                user.profession, user.institution = "Neurologist", "Rigshospitalet"
+                user.clinician_verified_at = now
+            elif role == Role.ORGANISATION:
+                user.organisation_name = "Associazione Italiana Sclerosi Multipla"
+            elif role == Role.CUSTODIAN:
+                user.custodian_registry_id = registries["SMSREG"].id
+                user.custodian_status = CustodianStatus.APPROVED
+            known[email] = password
+        lines.append(f"  {role.value:<13} {email:<38} {known.get(email, '(password set earlier)')}")
+    session.flush()
+    _seed_topics(session, now)
+    _seed_consent(session, config, now)
     header = [
         f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts, "
         f"{len(DEMO_TOPICS)} research topics, the first consent form.",
@@ -154,10 +145,10 @@ def seed_demo(app: Flask) -> list[str]:
     return header + lines
 
 
-def _seed_consent(session: Session, app: Flask, now: datetime) -> None:
+def _seed_consent(session: Session, config: Mapping[str, Any], now: datetime) -> None:
     """The network's first consent form, published, and the demo participant's first choices."""
     by_role = {role: email for role, email, _name, _country in DEMO_ACCOUNTS}
     staff = session.scalar(sa.select(User).where(User.email == by_role[Role.STAFF]))
     participant = session.scalar(sa.select(User).where(User.email == by_role[Role.PARTICIPANT]))
-    ensure_first_form(session, staff, now, app.config["CONSENT_MAX_READING_GRADE"])
-    ensure_demo_choices(session, participant, now, ReceiptIssuer.from_config(app.config))
+    ensure_first_form(session, staff, now, config["CONSENT_MAX_READING_GRADE"])
+    ensure_demo_choices(session, participant, now, ReceiptIssuer.from_config(config))

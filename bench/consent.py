@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engage.accounts import services as account_services  # noqa: E402
 from engage.accounts.models import Role  # noqa: E402
 from engage.app import create_app  # noqa: E402
-from engage.consent import queries, services  # noqa: E402
+from engage.consent import queries  # noqa: E402
 from engage.consent.seed import FIRST_SCOPES, ensure_first_form  # noqa: E402
 from engage.db import Database  # noqa: E402
 from engage.migrate import alembic_config  # noqa: E402
@@ -331,7 +331,7 @@ def measure(name: str, size: dict[str, int]) -> dict[str, tuple[float, float]]:
 
         def record_change():
             # The page's state token is read outside the timing in a real browser too.
-            state = services.current_state(state_session, person)
+            state = queries.current_state(state_session, person)
             state_session.rollback()
             decision = "permit" if next(flips) % 2 else "deny"
             data = {

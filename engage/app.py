@@ -60,6 +60,17 @@ class AnonymousVisitor(AnonymousUserMixin):
     is_email_verified = False
 
 
+def import_models() -> None:
+    """Import every module that defines tables, so ``Base.metadata`` knows them all: the
+    mappers can then be configured, and Alembic (``migrations/env.py``) and the tests compare
+    the schema with the whole model."""
+    from engage import audit, outbox  # noqa: F401
+    from engage.accounts import models as account_models  # noqa: F401
+    from engage.consent import models as consent_models  # noqa: F401
+    from engage.registries import models as registry_models  # noqa: F401
+    from engage.topics import models as topic_models  # noqa: F401
+
+
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     """Build the Engage app.
 
@@ -88,6 +99,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     if not app.config.get("MAIL_OUTBOX_DIR"):
         app.config["MAIL_OUTBOX_DIR"] = str(Path(app.instance_path) / "mail")
 
+    import_models()
     _bind_extensions(app)
     _register_blueprints(app)
     _register_template_filters(app)
@@ -129,14 +141,23 @@ def _bind_extensions(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
+    # The staff and topics blueprints gather the routes of several modules: each is imported
+    # (adding its routes) before its blueprint is registered.
+    from engage import audit_views
+    from engage.accounts import queries as account_queries
+    from engage.accounts import staff_views as account_staff_views  # noqa: F401 - /staff/users
     from engage.accounts.views import account, auth
-    from engage.consent.views import consent, consent_staff
+    from engage.consent.staff_views import consent_staff
+    from engage.consent.views import consent
     from engage.outbox_views import outbox_staff
     from engage.pages import pages
-    from engage.staff_views import staff
+    from engage.registries import views as registry_views  # noqa: F401 - /staff/registries
+    from engage.staff import staff
+    from engage.topics import staff_views as topic_staff_views  # noqa: F401 - moderation
     from engage.topics.views import topics
 
     app.url_map.converters["int"] = DatabaseIdConverter
+    audit_views.init_app(app, account_emails=account_queries.emails)
     for blueprint in (pages, auth, account, staff, topics, consent, consent_staff, outbox_staff):
         app.register_blueprint(blueprint)
 
@@ -266,9 +287,9 @@ def _add_security_headers(app: Flask) -> None:
 def _connect_receivers() -> None:
     """Connect the packages' signal receivers (see ``engage.signals``); connecting twice is a
     no-op, so several apps in one process share them."""
-    from engage.consent import services as consent_services
+    from engage.consent import masks as consent_masks
 
-    consent_services.connect_receivers()
+    consent_masks.connect_receivers()
 
 
 def _register_jobs(app: Flask) -> None:
@@ -305,6 +326,23 @@ def _register_mail_kinds(app: Flask) -> None:
 
 
 def _register_cli(app: Flask) -> None:
-    from engage.cli import register_commands
+    """Add the core's and the packages' command groups to ``app.cli`` (the ``engage`` console
+    script, ``engage.cli``, runs them)."""
+    from engage import commands
+    from engage.accounts.cli import users_group
+    from engage.consent.cli import audit_group, consent_group
+    from engage.topics.cli import topics_group
 
-    register_commands(app)
+    groups = (
+        commands.run_command,
+        commands.db_group,
+        users_group,
+        commands.demo_group,
+        commands.scheduler_group,
+        topics_group,
+        consent_group,
+        audit_group,
+        commands.outbox_group,
+    )
+    for command in groups:
+        app.cli.add_command(command)

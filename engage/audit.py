@@ -87,6 +87,31 @@ def record(
     return audit_event
 
 
+def events_about(session: Session, user_id: int, limit: int = 20) -> list[AuditEvent]:
+    """The latest ``limit`` events concerning account ``user_id``, newest first."""
+    return list(
+        session.scalars(
+            sa.select(AuditEvent)
+            .where(AuditEvent.subject_user_id == user_id)
+            .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def recent_events(session: Session, *, page: int, per_page: int) -> tuple[list[AuditEvent], bool]:
+    """One page of events, newest first, and whether an older page follows."""
+    events = list(
+        session.scalars(
+            sa.select(AuditEvent)
+            .order_by(AuditEvent.id.desc())
+            .limit(per_page + 1)
+            .offset((page - 1) * per_page)
+        )
+    )
+    return events[:per_page], len(events) > per_page
+
+
 @event.listens_for(Session, "before_flush")
 def _refuse_audit_changes(session: Session, _context: Any, _instances: Any) -> None:
     """Keep the audit log append-only at the ORM level."""

@@ -17,13 +17,13 @@ consent_changed = _signals.signal(
     "consent-changed",
     doc="""A participant's consent changed (one or more scope decisions were recorded).
 
-    Sent by ``engage.consent.services`` after the events, current choices and receipt are
+    Sent by ``engage.consent.decisions`` after the events, current choices and receipt are
     added to the session, before the caller commits.
 
     sender: the string ``"engage.consent"``.
     kwargs:
       session: the SQLAlchemy session holding the change (add rows to it; never commit).
-      change: an ``engage.consent.services.ConsentChange`` with ``user_id``, ``pseudonym``,
+      change: an ``engage.consent.decisions.ConsentChange`` with ``user_id``, ``pseudonym``,
         ``receipt_id``, ``form_version_id``, ``method``, ``actor_id`` (staff recording a paper
         form, else None), ``occurred_at`` and ``scopes`` (a tuple of ``ScopeChange``:
         ``code``, ``before`` and ``after`` decisions, ``was_permitted`` and ``is_permitted``).

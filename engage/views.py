@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import flash, redirect
+from flask import abort, flash, redirect, request
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
 from sqlalchemy.orm import Session
 
 from engage.db import get_session
@@ -47,3 +48,25 @@ def saved(message: str, location: str, category: str = "success", status: int = 
     """Flash ``message`` and redirect to ``location`` (the usual answer after a change)."""
     flash(message, category)
     return redirect(location, code=status)
+
+
+def refused(message: str, location: str, category: str = "error", status: int = 303):
+    """Flash why a change was not made and redirect to ``location`` (for changes asked from a
+    page's button rather than a form page of their own)."""
+    flash(message, category)
+    return redirect(location, code=status)
+
+
+def page_arg() -> int:
+    """The ``page`` query argument, clamped to a sane positive integer."""
+    page = request.args.get("page", 1, type=int) or 1
+    return min(max(page, 1), 100_000)
+
+
+def signed_in_person() -> Any:
+    """The signed-in person's account row, for services that take the acting person; 403 for
+    a visitor. The user loader (``engage.app``) reads it in this request's session, so core
+    and packages that don't import ``engage.accounts`` can hand it on."""
+    if not current_user.is_authenticated:
+        abort(403)
+    return current_user._get_current_object()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-import engage.models  # noqa: F401  - registers every table on Base.metadata
+from engage.app import import_models
 from engage.db import Base
 
+import_models()  # every table on Base.metadata
 config = context.config
 target_metadata = Base.metadata
 

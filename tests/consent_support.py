@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from engage.accounts.models import User
-from engage.consent import services
+from engage.consent import decisions, queries, versions
 from engage.consent.models import ConsentEvent, ConsentFormVersion, ScopeKind
 from engage.consent.receipts import ReceiptIssuer
 from engage.consent.seed import FIRST_FORM, FIRST_SCOPES
@@ -44,27 +44,27 @@ def user(session: Session, someone: User) -> User:
 def publish(
     session: Session,
     staff: User,
-    scopes: list[services.ScopeDetails] | None = None,
+    scopes: list[versions.ScopeDetails] | None = None,
     *,
     now: datetime | None = None,
-    details: services.VersionDetails = FIRST_FORM,
+    details: versions.VersionDetails = FIRST_FORM,
     justification: str | None = None,
     max_grade: float = 8,
 ) -> ConsentFormVersion:
     """Draft a version with ``scopes`` (default: the seed form's) and publish it; commits."""
     now = now or utcnow()
     staff = user(session, staff)
-    version = services.create_draft(session, staff, details, now)
-    existing = {scope.code: scope for scope in services.scopes_of(session, version.id)}
+    version = versions.create_draft(session, staff, details, now)
+    existing = {scope.code: scope for scope in queries.scopes_of(session, version.id)}
     wanted = scopes if scopes is not None else FIRST_SCOPES
     for details_ in wanted:
         if details_.code in existing:
-            services.update_scope(session, staff, existing.pop(details_.code), details_, now)
+            versions.update_scope(session, staff, existing.pop(details_.code), details_, now)
         else:
-            services.add_scope(session, staff, version, details_, now)
+            versions.add_scope(session, staff, version, details_, now)
     for leftover in existing.values():
-        services.remove_scope(session, staff, leftover, now)
-    services.publish_version(
+        versions.remove_scope(session, staff, leftover, now)
+    versions.publish_version(
         session, staff, version, justification=justification, now=now, max_grade=max_grade
     )
     session.commit()
@@ -79,15 +79,15 @@ def decide(
     *,
     now: datetime | None = None,
     review: bool = False,
-) -> services.ChangeOutcome:
+) -> decisions.ChangeOutcome:
     """Record ``someone``'s decisions on the current form (as on the dashboard); commits."""
-    version = services.current_version(session)
-    outcome = services.record_decisions(
+    version = queries.current_version(session)
+    outcome = decisions.record_decisions(
         session,
         user(session, someone),
         allow,
         version_id=version.id,
-        state=services.current_state(session, someone.id),
+        state=queries.current_state(session, someone.id),
         now=now or utcnow(),
         issuer=issuer(app),
         review=review,
@@ -103,12 +103,12 @@ def join(app: Flask, session: Session, someone: User, *, now: datetime | None = 
     return decide(app, session, someone, choices, now=now, review=True)
 
 
-def reworded(code: str, title: str | None = None) -> list[services.ScopeDetails]:
+def reworded(code: str, title: str | None = None) -> list[versions.ScopeDetails]:
     """The seed scopes with ``code``'s explanation reworded (a changed scope)."""
     scopes = []
     for details in FIRST_SCOPES:
         if details.code == code:
-            details = services.ScopeDetails(
+            details = versions.ScopeDetails(
                 code=details.code,
                 title=title or details.title,
                 explanation=details.explanation + " This now includes data from wearables.",
@@ -120,7 +120,7 @@ def reworded(code: str, title: str | None = None) -> list[services.ScopeDetails]
     return scopes
 
 
-NEW_SCOPE = services.ScopeDetails(
+NEW_SCOPE = versions.ScopeDetails(
     code="BIOBANK_SAMPLES",
     title="Use my stored blood samples",
     explanation="Samples your clinic stores may be tested in approved projects.",

@@ -8,7 +8,7 @@ import pytest
 
 from engage.accounts import services as account_services
 from engage.accounts.models import Role
-from engage.consent import queries, services
+from engage.consent import errors, queries
 from engage.consent.models import ConsentFormVersion
 from engage.timeutil import utcnow
 from tests.consent_support import (
@@ -41,7 +41,7 @@ def enrol(session, person, *registries):
 
 def test_nothing_is_permitted_before_any_decision_or_form(app, session, staff, make_user):
     person = make_user(Role.PARTICIPANT)
-    with pytest.raises(services.UnknownScope):
+    with pytest.raises(errors.UnknownScope):
         queries.permits(session, person.id, ["SHARE_RECORDS"])  # no form ever had it
     publish(session, staff)
     assert not queries.permits(session, person.id, ["SHARE_RECORDS"])
@@ -62,7 +62,7 @@ def test_permits_needs_every_scope_and_the_required_ones(app, session, first, ma
     assert queries.permits(session, person.id, ["MS_RESEARCH", "GENOMIC_DATA"])
     assert not queries.permits(session, person.id, PURPOSE)
     assert queries.blocking_scopes(session, person.id, PURPOSE) == ["IMAGING_DATA"]
-    with pytest.raises(services.UnknownScope, match="NOT_A_SCOPE"):
+    with pytest.raises(errors.UnknownScope, match="NOT_A_SCOPE"):
         queries.blocking_scopes(session, person.id, ["GENOMIC_DATA", "NOT_A_SCOPE"])
     # Withdrawing a required scope blocks everything, even optional scopes still allowed.
     decide(app, session, person, {"SHARE_RECORDS": False})

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from engage.accounts.models import Role
-from engage.consent import queries, services
+from engage.consent import decisions, erasure, errors, page_queries, queries, versions
 from engage.consent.models import (
     CollectionMethod,
     ConsentChoice,
@@ -64,21 +64,21 @@ def first(session, staff):
 
 # Drafting and publishing -------------------------------------------------------------------------
 def test_only_staff_draft_and_one_draft_at_a_time(session, staff, person):
-    with pytest.raises(services.NotAllowed):
-        services.create_draft(session, user(session, person), FIRST_FORM, utcnow())
-    draft = services.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
+    with pytest.raises(errors.NotAllowed):
+        versions.create_draft(session, user(session, person), FIRST_FORM, utcnow())
+    draft = versions.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
     assert (draft.number, draft.status) == (1, VersionStatus.DRAFT)
-    with pytest.raises(services.DraftExists, match="Version 1 is already a draft"):
-        services.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
+    with pytest.raises(errors.DraftExists, match="Version 1 is already a draft"):
+        versions.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
 
 
 def test_publishing_fixes_the_version_and_records_hash_grade_and_revisions(session, staff, first):
     session.expire_all()
     version = session.get(ConsentFormVersion, first.id)
     assert version.status == VersionStatus.PUBLISHED
-    assert version.text_sha256 == services.text_sha256(FIRST_FORM.body)
+    assert version.text_sha256 == versions.text_sha256(FIRST_FORM.body)
     assert version.reading_grade is not None and version.reading_grade <= 8
-    scopes = services.scopes_of(session, version.id)
+    scopes = queries.scopes_of(session, version.id)
     assert [s.code for s in scopes] == [d.code for d in FIRST_SCOPES]
     assert {s.revision for s in scopes} == {1}
 
@@ -86,16 +86,16 @@ def test_publishing_fixes_the_version_and_records_hash_grade_and_revisions(sessi
 def test_a_published_version_cannot_be_edited_even_bypassing_the_services(session, staff, first):
     staff_user = user(session, staff)
     version = session.get(ConsentFormVersion, first.id)
-    scope = services.scopes_of(session, version.id)[0]
-    details = services.VersionDetails("New title", "b", "s", "e", "en")
-    with pytest.raises(services.VersionImmutable):
-        services.update_draft(session, staff_user, version, details, utcnow())
-    with pytest.raises(services.VersionImmutable):
-        services.add_scope(session, staff_user, version, NEW_SCOPE, utcnow())
-    with pytest.raises(services.VersionImmutable):
-        services.remove_scope(session, staff_user, scope, utcnow())
-    with pytest.raises(services.VersionImmutable):
-        services.publish_version(
+    scope = queries.scopes_of(session, version.id)[0]
+    details = versions.VersionDetails("New title", "b", "s", "e", "en")
+    with pytest.raises(errors.VersionImmutable):
+        versions.update_draft(session, staff_user, version, details, utcnow())
+    with pytest.raises(errors.VersionImmutable):
+        versions.add_scope(session, staff_user, version, NEW_SCOPE, utcnow())
+    with pytest.raises(errors.VersionImmutable):
+        versions.remove_scope(session, staff_user, scope, utcnow())
+    with pytest.raises(errors.VersionImmutable):
+        versions.publish_version(
             session, staff_user, version, justification=None, now=utcnow(), max_grade=8
         )
     session.rollback()
@@ -120,11 +120,11 @@ def test_changes_make_a_new_version_that_supersedes_the_old(session, staff, firs
     old, new = session.get(ConsentFormVersion, first.id), session.get(ConsentFormVersion, second.id)
     assert (old.status, new.status) == (VersionStatus.SUPERSEDED, VersionStatus.PUBLISHED)
     assert old.superseded_at is not None and new.number == 2
-    revisions = {s.code: s.revision for s in services.scopes_of(session, new.id)}
+    revisions = {s.code: s.revision for s in queries.scopes_of(session, new.id)}
     assert revisions["GENOMIC_DATA"] == 2 and revisions["BIOBANK_SAMPLES"] == 2
     assert revisions["SHARE_RECORDS"] == 1  # unchanged: keeps its revision
-    diff = services.diff_scopes(
-        services.scopes_of(session, old.id), services.scopes_of(session, new.id)
+    diff = versions.diff_scopes(
+        queries.scopes_of(session, old.id), queries.scopes_of(session, new.id)
     )
     assert [s.code for s in diff.added] == ["BIOBANK_SAMPLES"]
     assert [new.code for _old, new in diff.changed] == ["GENOMIC_DATA"]
@@ -151,16 +151,16 @@ def test_only_one_published_version_even_if_two_are_forced(session, staff, first
 
 def test_scope_codes_are_checked_and_unique_within_a_version(session, staff):
     staff_user = user(session, staff)
-    draft = services.create_draft(session, staff_user, FIRST_FORM, utcnow())
-    services.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
-    with pytest.raises(services.InvalidScope, match="already has a scope"):
-        services.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
-    bad = services.ScopeDetails("lower-case", "t", "e", ScopeKind.PURPOSE)
-    with pytest.raises(services.InvalidScope, match="capital letters"):
-        services.add_scope(session, staff_user, draft, bad, utcnow())
-    unknown_duo = services.ScopeDetails("OK_CODE", "t", "e", ScopeKind.PURPOSE, duo_code="XYZ")
-    with pytest.raises(services.InvalidScope, match="Data Use Ontology"):
-        services.add_scope(session, staff_user, draft, unknown_duo, utcnow())
+    draft = versions.create_draft(session, staff_user, FIRST_FORM, utcnow())
+    versions.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
+    with pytest.raises(errors.InvalidScope, match="already has a scope"):
+        versions.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
+    bad = versions.ScopeDetails("lower-case", "t", "e", ScopeKind.PURPOSE)
+    with pytest.raises(errors.InvalidScope, match="capital letters"):
+        versions.add_scope(session, staff_user, draft, bad, utcnow())
+    unknown_duo = versions.ScopeDetails("OK_CODE", "t", "e", ScopeKind.PURPOSE, duo_code="XYZ")
+    with pytest.raises(errors.InvalidScope, match="Data Use Ontology"):
+        versions.add_scope(session, staff_user, draft, unknown_duo, utcnow())
 
 
 HARD_SUMMARY = (
@@ -172,17 +172,17 @@ HARD_SUMMARY = (
 
 def test_a_summary_above_the_reading_grade_needs_a_justification(session, staff):
     staff_user = user(session, staff)
-    hard = services.VersionDetails("Form", "Body", HARD_SUMMARY, "EC-1", "en")
-    draft = services.create_draft(session, staff_user, hard, utcnow())
+    hard = versions.VersionDetails("Form", "Body", HARD_SUMMARY, "EC-1", "en")
+    draft = versions.create_draft(session, staff_user, hard, utcnow())
     for details in FIRST_SCOPES:
-        services.add_scope(session, staff_user, draft, details, utcnow())
+        versions.add_scope(session, staff_user, draft, details, utcnow())
     for justification in (None, "   "):
-        with pytest.raises(services.JustificationRequired, match="above the limit of 8"):
-            services.publish_version(
+        with pytest.raises(errors.JustificationRequired, match="above the limit of 8"):
+            versions.publish_version(
                 session, staff_user, draft, justification=justification, now=utcnow(), max_grade=8
             )
     assert draft.status == VersionStatus.DRAFT
-    outcome = services.publish_version(
+    outcome = versions.publish_version(
         session,
         staff_user,
         draft,
@@ -193,8 +193,8 @@ def test_a_summary_above_the_reading_grade_needs_a_justification(session, staff)
     assert outcome.version.grade_justification.startswith("Legal wording")
     assert outcome.version.reading_grade > 8
     # A higher configured limit needs no justification.
-    second = services.create_draft(session, staff_user, hard, utcnow())
-    services.publish_version(
+    second = versions.create_draft(session, staff_user, hard, utcnow())
+    versions.publish_version(
         session, staff_user, second, justification=None, now=utcnow(), max_grade=40
     )
     session.commit()
@@ -204,23 +204,23 @@ def test_a_summary_above_the_reading_grade_needs_a_justification(session, staff)
 def test_a_refused_service_call_leaves_nothing_behind(session, staff):
     # Services never commit: what a failed call added goes with the caller's rollback.
     staff_user = user(session, staff)
-    services.create_draft(session, staff_user, FIRST_FORM, utcnow())
-    with pytest.raises(services.DraftExists):
-        services.create_draft(session, staff_user, FIRST_FORM, utcnow())
+    versions.create_draft(session, staff_user, FIRST_FORM, utcnow())
+    with pytest.raises(errors.DraftExists):
+        versions.create_draft(session, staff_user, FIRST_FORM, utcnow())
     session.rollback()
     assert session.scalar(sa.select(sa.func.count()).select_from(ConsentFormVersion)) == 0
 
 
 def test_publishing_needs_scopes_and_a_required_one(session, staff):
     staff_user = user(session, staff)
-    draft = services.create_draft(session, staff_user, FIRST_FORM, utcnow())
-    with pytest.raises(services.PublishRefused, match="at least one scope"):
-        services.publish_version(
+    draft = versions.create_draft(session, staff_user, FIRST_FORM, utcnow())
+    with pytest.raises(errors.PublishRefused, match="at least one scope"):
+        versions.publish_version(
             session, staff_user, draft, justification=None, now=utcnow(), max_grade=8
         )
-    services.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
-    with pytest.raises(services.PublishRefused, match="required"):
-        services.publish_version(
+    versions.add_scope(session, staff_user, draft, NEW_SCOPE, utcnow())
+    with pytest.raises(errors.PublishRefused, match="required"):
+        versions.publish_version(
             session, staff_user, draft, justification=None, now=utcnow(), max_grade=8
         )
 
@@ -247,7 +247,7 @@ def test_a_decision_appends_events_updates_choices_and_issues_a_signed_receipt(
     assert doc["participant"] == participant.pseudonym
     assert uuid.UUID(doc["participant"]).version == 4  # random, not the user id or email
     assert person.email not in str(doc) and person.display_name not in str(doc)
-    assert doc["form"]["text_sha256"] == services.text_sha256(FIRST_FORM.body)
+    assert doc["form"]["text_sha256"] == versions.text_sha256(FIRST_FORM.body)
     assert doc["jurisdiction"] == "EU" and doc["collection_method"] == "online"
     assert doc["controller"]["name"] == "MS research network coordination centre"
     assert {s["code"]: s["decision"] for s in doc["scopes"]}["GENOMIC_DATA"] == "permit"
@@ -275,11 +275,11 @@ def test_not_allowing_after_allowing_is_a_withdrawal(app, session, first, person
 
 def test_only_participants_with_a_confirmed_address_decide(app, session, first, make_user):
     for role in (Role.CLINICIAN, Role.STAFF, Role.ORGANISATION, Role.CUSTODIAN):
-        with pytest.raises(services.NotAllowed):
+        with pytest.raises(errors.NotAllowed):
             decide(app, session, make_user(role), {"SHARE_RECORDS": True})
         session.rollback()
     unconfirmed = make_user(Role.PARTICIPANT, email_verified=False)
-    with pytest.raises(services.NotAllowed, match="confirm your email"):
+    with pytest.raises(errors.NotAllowed, match="confirm your email"):
         decide(app, session, unconfirmed, {"SHARE_RECORDS": True})
     session.rollback()
     assert ledger_size(session) == 0
@@ -291,11 +291,11 @@ def test_unknown_scopes_superseded_and_unpublished_versions_are_refused(
     join(app, session, person)
     before = ledger_size(session)
     subject = user(session, person)
-    state = services.current_state(session, person.id)
+    state = queries.current_state(session, person.id)
 
     def attempt(codes, version_id):
-        with pytest.raises(services.ConsentError) as caught:
-            services.record_decisions(
+        with pytest.raises(errors.ConsentError) as caught:
+            decisions.record_decisions(
                 session,
                 subject,
                 codes,
@@ -307,27 +307,27 @@ def test_unknown_scopes_superseded_and_unpublished_versions_are_refused(
         session.rollback()
         return caught.value
 
-    assert isinstance(attempt({"NO_SUCH_SCOPE": True}, first.id), services.UnknownScope)
-    draft = services.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
+    assert isinstance(attempt({"NO_SUCH_SCOPE": True}, first.id), errors.UnknownScope)
+    draft = versions.create_draft(session, user(session, staff), FIRST_FORM, utcnow())
     session.commit()
-    assert isinstance(attempt({"GENOMIC_DATA": True}, draft.id), services.VersionNotOpen)
-    assert isinstance(attempt({"GENOMIC_DATA": True}, 999_999), services.VersionNotOpen)
-    services.publish_version(
+    assert isinstance(attempt({"GENOMIC_DATA": True}, draft.id), errors.VersionNotOpen)
+    assert isinstance(attempt({"GENOMIC_DATA": True}, 999_999), errors.VersionNotOpen)
+    versions.publish_version(
         session, user(session, staff), draft, justification=None, now=utcnow(), max_grade=8
     )
     session.commit()
     error = attempt({"GENOMIC_DATA": True}, first.id)
-    assert isinstance(error, services.VersionNotOpen) and "replaced by version 2" in str(error)
+    assert isinstance(error, errors.VersionNotOpen) and "replaced by version 2" in str(error)
     assert ledger_size(session) == before
 
 
 def test_a_stale_or_replayed_state_is_refused_and_nothing_recorded(app, session, first, person):
     join(app, session, person)
-    old_state = services.current_state(session, person.id)
+    old_state = queries.current_state(session, person.id)
     decide(app, session, person, {"GENOMIC_DATA": True})
     before = ledger_size(session)
-    with pytest.raises(services.StaleState):
-        services.record_decisions(
+    with pytest.raises(errors.StaleState):
+        decisions.record_decisions(
             session,
             user(session, person),
             {"GENOMIC_DATA": False},
@@ -388,7 +388,7 @@ def test_unchanged_scopes_carry_over_changed_and_new_ones_wait_for_a_decision(
         "GENOMIC_DATA",
         "BIOBANK_SAMPLES",
     ]
-    board = queries.dashboard(session, person.id)
+    board = page_queries.dashboard(session, person.id)
     assert board.needs_review and board.reviewed_version.id == first.id
     pending = [row.scope.code for row in board.rows if row.needs_decision]
     assert pending == ["GENOMIC_DATA", "BIOBANK_SAMPLES"]
@@ -411,7 +411,7 @@ def test_a_removed_scope_no_longer_permits(app, session, staff, first, person):
     join(app, session, person, TRIAL_CONTACT=True)
     publish(session, staff, [d for d in FIRST_SCOPES if d.code != "TRIAL_CONTACT"])
     assert queries.blocking_scopes(session, person.id, ["TRIAL_CONTACT"]) == ["TRIAL_CONTACT"]
-    with pytest.raises(services.UnknownScope):
+    with pytest.raises(errors.UnknownScope):
         decide(app, session, person, {"TRIAL_CONTACT": True})
 
 
@@ -429,11 +429,11 @@ def test_a_changed_required_scope_suspends_taking_part_until_decided(
 # One-step withdrawals and leaving ----------------------------------------------------------------
 def test_withdraw_all_optional_in_one_step(app, session, first, person):
     join(app, session, person, GENOMIC_DATA=True, SURVEY_RECONTACT=True, TRIAL_CONTACT=True)
-    outcome = services.withdraw_all_optional(
+    outcome = decisions.withdraw_all_optional(
         session,
         user(session, person),
         version_id=first.id,
-        state=services.current_state(session, person.id),
+        state=queries.current_state(session, person.id),
         now=utcnow(),
         issuer=issuer(app),
     )
@@ -451,12 +451,12 @@ def test_withdraw_all_optional_in_one_step(app, session, first, person):
 
 
 def _leave(app, session, person, option):
-    outcome = services.leave_programme(
+    outcome = decisions.leave_programme(
         session,
         user(session, person),
         option,
-        version_id=services.current_version(session).id,
-        state=services.current_state(session, person.id),
+        version_id=queries.current_version(session).id,
+        state=queries.current_state(session, person.id),
         now=utcnow(),
         issuer=issuer(app),
     )
@@ -466,7 +466,7 @@ def _leave(app, session, person, option):
 
 def test_stop_contacting_withdraws_only_contact_scopes(app, session, first, person):
     join(app, session, person, SURVEY_RECONTACT=True, TRIAL_CONTACT=True, GENOMIC_DATA=True)
-    outcome = _leave(app, session, person, services.LeaveOption.STOP_CONTACT)
+    outcome = _leave(app, session, person, decisions.LeaveOption.STOP_CONTACT)
     assert sorted(c.code for c in outcome.change.change.scopes) == [
         "SURVEY_RECONTACT",
         "TRIAL_CONTACT",
@@ -477,8 +477,8 @@ def test_stop_contacting_withdraws_only_contact_scopes(app, session, first, pers
 
 def test_stop_future_use_withdraws_everything(app, session, first, person):
     join(app, session, person, GENOMIC_DATA=True)
-    _leave(app, session, person, services.LeaveOption.STOP_USE)
-    board = queries.dashboard(session, person.id)
+    _leave(app, session, person, decisions.LeaveOption.STOP_USE)
+    board = page_queries.dashboard(session, person.id)
     assert not board.is_taking_part
     assert not any(row.is_permitted for row in board.rows)
     assert session.scalar(sa.select(sa.func.count()).select_from(ErasureRequest)) == 0
@@ -488,30 +488,30 @@ def test_asking_for_erasure_withdraws_everything_and_queues_one_request(
     app, session, staff, first, person
 ):
     join(app, session, person)
-    outcome = _leave(app, session, person, services.LeaveOption.ERASE)
+    outcome = _leave(app, session, person, decisions.LeaveOption.ERASE)
     assert outcome.erasure.status == ErasureStatus.RECEIVED
     assert not queries.permits(session, person.id, ["SHARE_RECORDS"])
-    again = _leave(app, session, person, services.LeaveOption.ERASE)
+    again = _leave(app, session, person, decisions.LeaveOption.ERASE)
     assert again.erasure.id == outcome.erasure.id and not again.change.changed
 
     staff_user, request = user(session, staff), session.get(ErasureRequest, outcome.erasure.id)
-    with pytest.raises(services.ErasureRefused, match="why"):
-        services.set_erasure_status(
+    with pytest.raises(errors.ErasureRefused, match="why"):
+        erasure.set_erasure_status(
             session, staff_user, request, ErasureStatus.DECLINED, "", utcnow()
         )
-    with pytest.raises(services.NotAllowed):
-        services.set_erasure_status(
+    with pytest.raises(errors.NotAllowed):
+        erasure.set_erasure_status(
             session, user(session, person), request, ErasureStatus.COMPLETED, None, utcnow()
         )
-    services.set_erasure_status(
+    erasure.set_erasure_status(
         session, staff_user, request, ErasureStatus.IN_PROGRESS, None, utcnow()
     )
-    services.set_erasure_status(
+    erasure.set_erasure_status(
         session, staff_user, request, ErasureStatus.COMPLETED, "Erased by all registries.", utcnow()
     )
     session.commit()
-    with pytest.raises(services.ErasureRefused):
-        services.set_erasure_status(
+    with pytest.raises(errors.ErasureRefused):
+        erasure.set_erasure_status(
             session, staff_user, request, ErasureStatus.IN_PROGRESS, None, utcnow()
         )
     assert request.handled_by_id == staff.id and request.note == "Erased by all registries."
@@ -521,8 +521,8 @@ def test_asking_for_erasure_withdraws_everything_and_queues_one_request(
 def test_staff_record_a_paper_form_with_the_actor_in_the_ledger(app, session, staff, first, person):
     answers = {code: True for code in REQUIRED} | {code: False for code in OPTIONAL}
     answers["IMAGING_DATA"] = True
-    with pytest.raises(services.NotAllowed):
-        services.record_paper_consent(
+    with pytest.raises(errors.NotAllowed):
+        decisions.record_paper_consent(
             session,
             user(session, person),
             user(session, person),
@@ -534,13 +534,13 @@ def test_staff_record_a_paper_form_with_the_actor_in_the_ledger(app, session, st
             issuer=issuer(app),
         )
     session.rollback()
-    outcome = services.record_paper_consent(
+    outcome = decisions.record_paper_consent(
         session,
         user(session, staff),
         user(session, person),
         answers,
         version_id=first.id,
-        state=services.current_state(session, person.id),
+        state=queries.current_state(session, person.id),
         reference="SCAN-2026-0042",
         now=utcnow(),
         issuer=issuer(app),
@@ -554,14 +554,14 @@ def test_staff_record_a_paper_form_with_the_actor_in_the_ledger(app, session, st
     assert doc["paper_reference"] == "SCAN-2026-0042"
     assert queries.permits(session, person.id, ["IMAGING_DATA"])
     # Every scope must be answered on a paper form.
-    with pytest.raises(services.ConsentError, match="Decide on every scope"):
-        services.record_paper_consent(
+    with pytest.raises(errors.ConsentError, match="Decide on every scope"):
+        decisions.record_paper_consent(
             session,
             user(session, staff),
             user(session, person),
             {"GENOMIC_DATA": True},
             version_id=first.id,
-            state=services.current_state(session, person.id),
+            state=queries.current_state(session, person.id),
             reference="SCAN-2",
             now=utcnow(),
             issuer=issuer(app),

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from engage.accounts.models import Role
-from engage.consent import queries
+from engage.consent import page_queries, queries
 from engage.consent.models import (
     ConsentFormVersion,
     ConsentParticipant,
@@ -80,7 +80,7 @@ def choose(client, scope, decision):
 def current(session, person):
     """Scope code → current decision of ``person``."""
     session.expire_all()
-    board = queries.dashboard(session, person.id)
+    board = page_queries.dashboard(session, person.id)
     return {row.scope.code: (row.choice.decision if row.choice else None) for row in board.rows}
 
 
@@ -246,14 +246,14 @@ def test_a_new_version_asks_for_a_review_showing_what_changed(app, client, sessi
     assert '<input checked id="scope_GENOMIC_DATA' not in review
 
     data = page_state(client, "/consent/review")
-    for row in queries.dashboard(session, me.id).rows:
+    for row in page_queries.dashboard(session, me.id).rows:
         data[f"scope_{row.scope.code}"] = "permit" if row.scope.is_required else "deny"
     data["scope_GENOMIC_DATA"] = "permit"
     assert post_form(client, "/consent/review", data).status_code == 303
     session.expire_all()
     assert (
         session.get(ConsentParticipant, me.id).reviewed_version_id
-        == queries.dashboard(session, me.id).version.id
+        == page_queries.dashboard(session, me.id).version.id
     )
     assert "Please review the consent form" not in client.get("/consent").get_data(as_text=True)
 
@@ -519,7 +519,7 @@ def test_a_participant_can_never_read_or_change_another_participants_consent(
     other_receipt = session.scalar(
         sa.select(ConsentReceipt.id).where(ConsentReceipt.user_id == other.id)
     )
-    other_state = queries.dashboard(session, other.id).state
+    other_state = page_queries.dashboard(session, other.id).state
     other_pseudonym = session.get(ConsentParticipant, other.id).pseudonym
     join(app, session, me)
 

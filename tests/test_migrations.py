@@ -7,8 +7,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import engage.models  # noqa: F401
-from engage.app import create_app
+from engage.app import create_app, import_models
 from engage.db import Base, Database
 from engage.migrate import alembic_config, unapplied_migrations_message
 from tests.conftest import BACKENDS
@@ -23,6 +22,7 @@ def empty_app(request, make_database_url):
 
 
 def _differences(app) -> list:
+    import_models()
     with Database.engine(app).connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return compare_metadata(context, Base.metadata)

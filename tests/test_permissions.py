@@ -20,14 +20,16 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.routing import Rule
 
-from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
+from engage.accounts.models import CustodianStatus, Role, User
 from engage.audit import AuditEvent
-from engage.consent import services as consent_services
+from engage.consent import decisions as consent_decisions
+from engage.consent import queries as consent_queries
+from engage.consent import versions as consent_versions
 from engage.consent.models import ConsentEvent, ConsentFormVersion, VersionStatus
 from engage.consent.seed import FIRST_FORM
 from engage.db import Database
 from engage.outbox import OutboxMessage
-from engage.registries.models import Registry
+from engage.registries.models import Registry, RegistryEnrolment
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
@@ -278,19 +280,19 @@ def _consent_world(app: Flask, session, author: User, staff: User) -> dict[str, 
     """Version 1 published; ``author`` consented, then asked for erasure; version 2 a draft."""
     version = consent_support.publish(session, staff)
     outcome = consent_support.join(app, session, author)
-    erasure = consent_services.leave_programme(
+    erasure = consent_decisions.leave_programme(
         session,
         session.get(User, author.id),
-        consent_services.LeaveOption.ERASE,
+        consent_decisions.LeaveOption.ERASE,
         version_id=version.id,
-        state=consent_services.current_state(session, author.id),
+        state=consent_queries.current_state(session, author.id),
         now=utcnow(),
         issuer=consent_support.issuer(app),
     ).erasure
-    draft = consent_services.create_draft(
+    draft = consent_versions.create_draft(
         session, session.get(User, staff.id), FIRST_FORM, utcnow()
     )
-    scope_id = consent_services.scopes_of(session, draft.id)[0].id
+    scope_id = consent_queries.scopes_of(session, draft.id)[0].id
     session.commit()
     return {
         "receipt_id": outcome.receipt.id,
@@ -602,7 +604,7 @@ def test_only_participants_record_consent_and_only_staff_publish_forms(
 ):
     staff = make_user(Role.STAFF)
     published = consent_support.publish(session, staff)
-    draft = consent_services.create_draft(
+    draft = consent_versions.create_draft(
         session, session.get(User, staff.id), FIRST_FORM, utcnow()
     )
     session.commit()
@@ -611,7 +613,7 @@ def test_only_participants_record_consent_and_only_staff_publish_forms(
         role, options = VIEWER_ACCOUNTS[viewer]
         as_role(role, **options)
     before = _consent_rows(session)
-    state = consent_services.state_token(None)
+    state = consent_queries.state_token(None)
 
     choice = _outcome(
         post_form(

@@ -28,15 +28,18 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from engage.accounts import services as account_services
-from engage.accounts.models import RegistryEnrolment, Role, User
+from engage.accounts.models import Role, User
 from engage.app import create_app
+from engage.consent import decisions as consent_decisions
 from engage.consent import queries as consent_queries
-from engage.consent import services as consent_services
+from engage.consent import versions as consent_versions
 from engage.consent.ledger import verify_chains, verify_current_state
 from engage.consent.models import ConsentEvent, ConsentFormVersion, Decision
 from engage.db import Database, get_session
+from engage.registries.models import RegistryEnrolment
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
+from engage.topics import supports as topic_supports
 from engage.topics.models import Topic, TopicCategory, TopicStatus, TopicStatusChange, TopicSupport
 from tests.conftest import CSRF_META, sign_in
 from tests.consent_support import (
@@ -253,14 +256,14 @@ def consent_setup(app: Flask, staff: User, make_user):
         }
         now = utcnow()
         staff_row = session.get(User, staff.id)
-        draft = consent_services.create_draft(session, staff_row, _details(first), now)
+        draft = consent_versions.create_draft(session, staff_row, _details(first), now)
         genomic = next(
             scope
-            for scope in consent_services.scopes_of(session, draft.id)
+            for scope in consent_queries.scopes_of(session, draft.id)
             if scope.code == "GENOMIC_DATA"
         )
         changed = next(s for s in reworded("GENOMIC_DATA") if s.code == "GENOMIC_DATA")
-        consent_services.update_scope(session, staff_row, genomic, changed, now)
+        consent_versions.update_scope(session, staff_row, genomic, changed, now)
         session.commit()
         return {
             "participant": participant,
@@ -272,9 +275,9 @@ def consent_setup(app: Flask, staff: User, make_user):
         session.close()
 
 
-def _details(version: ConsentFormVersion) -> consent_services.VersionDetails:
+def _details(version: ConsentFormVersion) -> consent_versions.VersionDetails:
     """Version 2's texts: version 1's, with a line added to the full text."""
-    return consent_services.VersionDetails(
+    return consent_versions.VersionDetails(
         title=version.title,
         body=version.body + "\n\nVersion 2.",
         summary=version.summary,
@@ -290,7 +293,7 @@ def _publish_draft(
     the commit)."""
     session = Database.new_session(app)
     try:
-        consent_services.publish_version(
+        consent_versions.publish_version(
             session,
             session.get(User, staff.id),
             session.get(ConsentFormVersion, draft_id),
@@ -321,7 +324,7 @@ def _consent_now(app: Flask, participant: User) -> dict[str, Any]:
             "genomic_permitted": consent_queries.permits(session, participant.id, ["GENOMIC_DATA"]),
             "imaging_permitted": consent_queries.permits(session, participant.id, ["IMAGING_DATA"]),
             "genomic_count": consent_queries.count_permitting(session, ["GENOMIC_DATA"]),
-            "version": consent_services.current_version(session).number,
+            "version": consent_queries.current_version(session).number,
         }
     finally:
         session.close()
@@ -344,8 +347,8 @@ def test_a_consent_change_racing_a_new_version_does_not_restore_a_reworded_permi
     # is in.
     with slowed(
         monkeypatch,
-        consent_services,
-        "_head",
+        consent_decisions,
+        "ledger_head",
         thread_names={"decision"},
         reached=version_read,
         until=published,
@@ -490,7 +493,7 @@ def test_a_support_racing_a_merge_is_moved_with_it_or_refused(
     # Each support pauses after finding the topic open, until the merge is in.
     with slowed(
         monkeypatch,
-        topic_services,
+        topic_supports,
         "_open_topic",
         thread_names={"supporter"},
         reached=support_checked,

@@ -303,9 +303,9 @@ def test_similar_titles_find_public_topics_only(session, people, published):
     services.propose_topic(
         session, people["participant"], details("Vitamin D supplements for children"), utcnow(), 3
     )
-    found = services.similar_topics(session, "Could vitamin D slow progression?")
+    found = queries.similar_topics(session, "Could vitamin D slow progression?")
     assert [t.id for t in found] == [published.id]
-    assert services.similar_topics(session, "the of and") == []
+    assert queries.similar_topics(session, "the of and") == []
 
 
 def test_public_list_conditions_name_exactly_the_public_statuses():

@@ -23,8 +23,8 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from engage.accounts.choices import LANGUAGE_CHOICES, country_choices
 from engage.accounts.models import SIGN_UP_ROLE_CHOICES, Role
+from engage.choices import LANGUAGE_CHOICES, country_choices
 from engage.forms import Form, choices, strip
 from engage.security import MAX_PASSWORD_LENGTH, password_problem
 

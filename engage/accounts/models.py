@@ -10,9 +10,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.db import Base, UTCDateTime
 from engage.enums import enum_column
+from engage.registries.models import RegistryEnrolment
 from engage.roles import SIGN_UP_ROLE_CHOICES, CustodianStatus, Role
 
-__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "Role", "User"]
+# RegistryEnrolment lives in engage.registries.models; it is named here only until
+# engage.consent imports it from there.
+__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "RegistryEnrolment", "Role", "User"]
 
 if TYPE_CHECKING:
     from engage.registries.models import Registry
@@ -103,15 +106,3 @@ class User(Base):
         """True for coordination-centre staff."""
         return self.role == Role.STAFF
 
-
-class RegistryEnrolment(Base):
-    """A participant's statement that they are enrolled in a registry."""
-
-    __tablename__ = "registry_enrolments"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
-    registry_id: Mapped[int] = mapped_column(sa.ForeignKey("registries.id", ondelete="RESTRICT"))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    __table_args__ = (sa.UniqueConstraint("user_id", "registry_id"),)

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engage import audit
-from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
+from engage.accounts.models import CustodianStatus, Role, User
 from engage.audit import AuditAction
 from engage.db import lock_rows
+from engage.registries import queries as registry_queries
+from engage.registries import services as registry_services
 from engage.registries.models import Registry
 from engage.security import (
     fingerprint,
@@ -89,8 +91,8 @@ class SignUpOutcome:
 
 def active_registry(session: Session, registry_id: int | None) -> Registry:
     """Return the active registry ``registry_id`` or raise ``UnknownRegistry``."""
-    registry = session.get(Registry, registry_id) if registry_id else None
-    if registry is None or not registry.is_active:
+    registry = registry_queries.active_registry(session, registry_id)
+    if registry is None:
         raise UnknownRegistry("Choose one of the network's registries.")
     return registry
 
@@ -291,15 +293,6 @@ def update_profile(session: Session, user: User, details: ProfileDetails, now: d
     )
 
 
-def enrolled_registry_ids(session: Session, user: User) -> set[int]:
-    """The registries ``user`` says they are enrolled in."""
-    return set(
-        session.scalars(
-            sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user.id)
-        )
-    )
-
-
 def set_enrolments(session: Session, user: User, registry_ids: set[int], now: datetime) -> None:
     """Record exactly ``registry_ids`` as the participant's registries.
 
@@ -309,28 +302,9 @@ def set_enrolments(session: Session, user: User, registry_ids: set[int], now: da
     if user.role != Role.PARTICIPANT:
         raise NotAllowed("Only people with MS record registry enrolments.")
     lock_rows(session, User, [user.id])
-    if registry_ids:
-        known = set(
-            session.scalars(
-                sa.select(Registry.id).where(
-                    Registry.id.in_(registry_ids), Registry.is_active.is_(True)
-                )
-            )
-        )
-        if known != registry_ids:
-            raise UnknownRegistry("Choose only registries of the network.")
-    current = enrolled_registry_ids(session, user)
-    for registry_id in registry_ids - current:
-        session.add(RegistryEnrolment(user_id=user.id, registry_id=registry_id, created_at=now))
-    if current - registry_ids:
-        session.execute(
-            sa.delete(RegistryEnrolment).where(
-                RegistryEnrolment.user_id == user.id,
-                RegistryEnrolment.registry_id.in_(current - registry_ids),
-            )
-        )
-    if registry_ids != current:
-        session.flush()
+    if registry_ids and registry_queries.active_registry_ids(session, registry_ids) != registry_ids:
+        raise UnknownRegistry("Choose only registries of the network.")
+    if registry_services.replace_enrolments(session, user.id, registry_ids, now):
         registry_enrolments_changed.send("engage.accounts", session=session, user_id=user.id)
 
 

@@ -38,6 +38,7 @@ from engage.security import (
     sign_in_required,
 )
 from engage.timeutil import utcnow
+from engage.views import commit_or_explain, saved
 
 auth = Blueprint("auth", __name__)
 account = Blueprint("account", __name__, url_prefix="/account")
@@ -121,19 +122,25 @@ def check_email():
 @auth.route("/verify-email/<token>")
 def verify_email(token: str):
     """Confirm an address from an emailed link."""
-    session = get_session()
-    try:
-        payload = read_token(
-            "verify-email", token, current_app.config["EMAIL_VERIFICATION_MAX_AGE"]
+
+    def confirm(session):
+        max_age = current_app.config["EMAIL_VERIFICATION_MAX_AGE"]
+        return services.verify_email(session, read_token("verify-email", token, max_age), utcnow())
+
+    def confirmed(user: User):
+        own = current_user.is_authenticated and current_user.id == user.id
+        return saved(
+            "Thank you: your email address is confirmed.",
+            url_for("pages.home") if own else url_for("auth.sign_in"),
+            status=302,
         )
-        user = services.verify_email(session, payload, utcnow())
-    except (TokenInvalid, services.InvalidLink) as exc:
-        return render_template("auth/link_invalid.html", message=str(exc)), 400
-    session.commit()
-    flash("Thank you: your email address is confirmed.", "success")
-    if current_user.is_authenticated and current_user.id == user.id:
-        return redirect(url_for("pages.home"))
-    return redirect(url_for("auth.sign_in"))
+
+    return commit_or_explain(
+        confirm,
+        errors=(TokenInvalid, services.InvalidLink),
+        explain=lambda exc: (render_template("auth/link_invalid.html", message=str(exc)), 400),
+        done=confirmed,
+    )
 
 
 @auth.route("/verify-email/resend", methods=["POST"])
@@ -215,19 +222,31 @@ def reset_password(token: str):
     except (TokenInvalid, services.InvalidLink) as exc:
         return render_template("auth/link_invalid.html", message=str(exc)), 400
     form = NewPasswordForm(email=user.email)
-    if form.validate_on_submit():
+    if not form.validate_on_submit():
+        return _reset_password_page(form)
+
+    def reset(session):
         now = utcnow()
-        try:
-            services.reset_password(session, payload, form.password.data, now)
-        except services.AccountError as exc:
-            form.password.errors.append(str(exc))
-        else:
-            emails.queue_password_changed(session, user, now)
-            session.commit()
-            if current_user.is_authenticated:
-                logout_user()
-            flash("Your password is changed. Sign in with your new password.", "success")
-            return redirect(url_for("auth.sign_in"))
+        services.reset_password(session, payload, form.password.data, now)
+        emails.queue_password_changed(session, user, now)
+
+    def refused(exc: Exception):
+        form.password.errors.append(str(exc))
+        return _reset_password_page(form)
+
+    def done(_outcome: None):
+        if current_user.is_authenticated:
+            logout_user()
+        return saved(
+            "Your password is changed. Sign in with your new password.",
+            url_for("auth.sign_in"),
+            status=302,
+        )
+
+    return commit_or_explain(reset, errors=services.AccountError, explain=refused, done=done)
+
+
+def _reset_password_page(form: NewPasswordForm):
     return render_template("auth/reset_password.html", form=form), 400 if form.errors else 200
 
 
@@ -275,26 +294,36 @@ def profile():
 @sign_in_required
 def change_password():
     """Change one's password; other sessions end."""
-    session = get_session()
     user = _me()
     form = ChangePasswordForm(email=user.email)
-    if form.validate_on_submit():
+    if not form.validate_on_submit():
+        return _password_page(form)
+
+    def change(session):
         now = utcnow()
-        try:
-            services.change_password(
-                session, user, form.current_password.data, form.password.data, now
-            )
-        except services.WrongPassword as exc:
-            form.current_password.errors.append(str(exc))
-        except services.WeakPassword as exc:
-            form.password.errors.append(str(exc))
-        else:
-            emails.queue_password_changed(session, user, now)
-            session.commit()
-            # Keep this session: re-issue it with the new session version.
-            login_user(user, remember=bool(request.cookies.get("remember_token")))
-            flash("Your password is changed. Other devices have been signed out.", "success")
-            return redirect(url_for("account.profile"))
+        services.change_password(session, user, form.current_password.data, form.password.data, now)
+        emails.queue_password_changed(session, user, now)
+
+    def refused(exc: Exception):
+        field = form.current_password if isinstance(exc, services.WrongPassword) else form.password
+        field.errors.append(str(exc))
+        return _password_page(form)
+
+    def done(_outcome: None):
+        # Keep this session: re-issue it with the new session version.
+        login_user(user, remember=bool(request.cookies.get("remember_token")))
+        return saved(
+            "Your password is changed. Other devices have been signed out.",
+            url_for("account.profile"),
+            status=302,
+        )
+
+    return commit_or_explain(
+        change, errors=(services.WrongPassword, services.WeakPassword), explain=refused, done=done
+    )
+
+
+def _password_page(form: ChangePasswordForm):
     return render_template("account/password.html", form=form), 400 if form.errors else 200
 
 
@@ -307,14 +336,25 @@ def registries():
     form = EnrolmentForm()
     form.registries.choices = choices(registry_queries.registry_choices(session))
     if request.method == "GET":
-        form.registries.data = sorted(services.enrolled_registry_ids(session, user))
-    if form.validate_on_submit():
-        try:
-            services.set_enrolments(session, user, set(form.registries.data or []), utcnow())
-        except services.AccountError as exc:
-            form.registries.errors.append(str(exc))
-        else:
-            session.commit()
-            flash("Your registries are saved.", "success")
-            return redirect(url_for("account.profile"))
+        form.registries.data = sorted(registry_queries.enrolled_registry_ids(session, user.id))
+    if not form.validate_on_submit():
+        return _registries_page(form)
+
+    def refused(exc: Exception):
+        form.registries.errors.append(str(exc))
+        return _registries_page(form)
+
+    return commit_or_explain(
+        lambda session: services.set_enrolments(
+            session, user, set(form.registries.data or []), utcnow()
+        ),
+        errors=services.AccountError,
+        explain=refused,
+        done=lambda _outcome: saved(
+            "Your registries are saved.", url_for("account.profile"), status=302
+        ),
+    )
+
+
+def _registries_page(form: EnrolmentForm):
     return render_template("account/registries.html", form=form), 400 if form.errors else 200

@@ -7,7 +7,7 @@ from typing import Any
 
 from engage.consent.ledger import timestamp
 from engage.consent.models import Decision
-from engage.consent.queries import History
+from engage.consent.page_queries import History
 
 HISTORY_FORMAT = "engage-consent-history/1"
 

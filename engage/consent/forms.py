@@ -30,9 +30,11 @@ from wtforms.validators import (
 from wtforms.widgets import HiddenInput
 
 from engage.accounts.choices import LANGUAGE_CHOICES
+from engage.consent.decisions import LeaveOption
 from engage.consent.duo import duo_choices
 from engage.consent.models import ConsentScope, ErasureStatus, ScopeKind
-from engage.consent.services import SCOPE_CODE_PATTERN, LeaveOption
+from engage.consent.queries import PublishedScope
+from engage.consent.versions import SCOPE_CODE_PATTERN
 from engage.forms import Form, choices, strip
 
 ALLOW, DENY = "permit", "deny"
@@ -73,7 +75,7 @@ class ChoiceForm(_PageState):
         validators=[InputRequired(message="Choose whether you allow it.")],
     )
 
-    def __init__(self, *args: Any, scopes: list[ConsentScope], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, scopes: list[PublishedScope], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.scope.choices = choices((scope.code, scope.title) for scope in scopes)
 

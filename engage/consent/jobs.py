@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from engage.accounts import queries as account_queries
 from engage.consent import emails
 from engage.consent.models import ConsentFormVersion, ConsentParticipant
-from engage.consent.services import current_version
+from engage.consent.queries import current_version
 from engage.outbox import OutboxMessage
 from engage.roles import Role
 from engage.scheduler import JobRegistry

@@ -4,6 +4,8 @@
 - :func:`blocking_scopes` — which of them (or which required scope) stand in the way?
 - :func:`count_permitting` — how many participants (of a registry) currently permit them?
 - :func:`iter_permitting_ids` — their user ids, in batches.
+- :func:`current_scopes` — the scopes of the published form (code, title, kind, DUO code,
+  required).
 
 Taking part needs every *required* scope of the form, so each question also asks for the
 required scopes: someone who withdrew a required scope permits nothing. A decision counts only
@@ -12,45 +14,141 @@ permitted until the participant decides again; an unchanged one carries over.
 
 Counts read ``consent_participants.permitted_mask`` (per registry, the same masks in
 ``consent_registry_masks``) through their indexes, never the events, so their cost does not
-grow with the length of the history. The page helpers below
-(:func:`dashboard`, :func:`timeline`, :func:`history`) serve this package's own views.
+grow with the length of the history.
+
+The plain reads that consent's own modules share (the published and draft versions, a
+version's scopes, a participant's ledger head and page state token, an open erasure request)
+live here too; what only consent's pages read is in :mod:`engage.consent.page_queries`.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from engage.consent.errors import UnknownScope
+from engage.consent.ledger import GENESIS_HASH
 from engage.consent.models import (
-    ConsentChoice,
     ConsentEvent,
     ConsentFormVersion,
     ConsentParticipant,
-    ConsentReceipt,
     ConsentRegistryMask,
     ConsentScope,
     ConsentScopeCode,
     Decision,
     ErasureRequest,
+    ErasureStatus,
+    ScopeKind,
     VersionStatus,
-)
-from engage.consent.services import (
-    UnknownScope,
-    VersionDiff,
-    current_version,
-    diff_scopes,
-    scopes_of,
-    state_token,
 )
 
 # Up to this many masks are listed in an IN (...) for an index-only count; beyond, the count
 # tests the bits of every row instead (still no events read).
 MAX_LISTED_MASKS = 1024
+
+
+# Form versions and their scopes -------------------------------------------------------------------
+def current_version(session: Session) -> ConsentFormVersion | None:
+    """The published form version, if there is one."""
+    return session.scalar(
+        sa.select(ConsentFormVersion).where(ConsentFormVersion.status == VersionStatus.PUBLISHED)
+    )
+
+
+def draft_version(session: Session) -> ConsentFormVersion | None:
+    """The draft being prepared, if there is one."""
+    return session.scalar(
+        sa.select(ConsentFormVersion).where(ConsentFormVersion.status == VersionStatus.DRAFT)
+    )
+
+
+def scopes_of(session: Session, version_id: int) -> list[ConsentScope]:
+    """The scopes of a version in form order."""
+    return list(
+        session.scalars(
+            sa.select(ConsentScope)
+            .where(ConsentScope.version_id == version_id)
+            .order_by(ConsentScope.position, ConsentScope.id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PublishedScope:
+    """One scope of the published form, as other packages need it (no ORM row)."""
+
+    code: str
+    title: str
+    kind: ScopeKind
+    duo_code: str | None
+    is_required: bool
+
+
+def current_scopes(session: Session) -> list[PublishedScope]:
+    """The published form's scopes in form order (empty while no form is published)."""
+    rows = session.execute(
+        sa.select(
+            ConsentScope.code,
+            ConsentScope.title,
+            ConsentScope.kind,
+            ConsentScope.duo_code,
+            ConsentScope.is_required,
+        )
+        .join(ConsentFormVersion, ConsentFormVersion.id == ConsentScope.version_id)
+        .where(ConsentFormVersion.status == VersionStatus.PUBLISHED)
+        .order_by(ConsentScope.position, ConsentScope.id)
+    )
+    return [
+        PublishedScope(
+            code=row.code,
+            title=row.title,
+            kind=row.kind,
+            duo_code=row.duo_code,
+            is_required=row.is_required,
+        )
+        for row in rows
+    ]
+
+
+# A participant's ledger head and page state -------------------------------------------------------
+def state_token(head_hash: str | None) -> str:
+    """The token a consent page carries: it names the person's newest event."""
+    return (head_hash or GENESIS_HASH)[:24]
+
+
+def ledger_head(session: Session, user_id: int) -> tuple[int, str]:
+    """The sequence number and hash of ``user_id``'s newest consent event (0 and the genesis
+    hash before the first)."""
+    row = session.execute(
+        sa.select(ConsentEvent.seq, ConsentEvent.hash)
+        .where(ConsentEvent.user_id == user_id)
+        .order_by(ConsentEvent.seq.desc())
+        .limit(1)
+    ).first()
+    return (row.seq, row.hash) if row else (0, GENESIS_HASH)
+
+
+def current_state(session: Session, user_id: int) -> str:
+    """The state token of ``user_id``'s consent now."""
+    return state_token(ledger_head(session, user_id)[1])
+
+
+def open_erasure_request(session: Session, user_id: int) -> ErasureRequest | None:
+    """The participant's request still awaiting staff, if any."""
+    return session.scalar(
+        sa.select(ErasureRequest).where(
+            ErasureRequest.user_id == user_id,
+            ErasureRequest.status.in_([ErasureStatus.RECEIVED, ErasureStatus.IN_PROGRESS]),
+        )
+    )
+
+
+# Does a participant permit these scopes; how many do ----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -255,251 +353,3 @@ def iter_permitting_ids(
             return
         yield batch
         last = batch[-1]
-
-
-# The participant's own pages --------------------------------------------------------------------
-@dataclass
-class ScopeRow:
-    """One scope on the dashboard with the participant's current choice."""
-
-    scope: ConsentScope
-    choice: ConsentChoice | None
-    choice_version: int | None  # number of the version the choice was made on
-
-    @property
-    def is_current(self) -> bool:
-        """The choice was made on this wording of the scope."""
-        return self.choice is not None and self.choice.scope_revision == self.scope.revision
-
-    @property
-    def is_permitted(self) -> bool:
-        """Permitted now."""
-        return self.is_current and self.choice.decision == Decision.PERMIT
-
-    @property
-    def needs_decision(self) -> bool:
-        """New, changed, or never decided: counts as not permitted until decided."""
-        return not self.is_current
-
-    @property
-    def was_permitted_before(self) -> bool:
-        """Allowed on an earlier wording (shown so the person knows what they had said)."""
-        return self.choice is not None and self.choice.decision == Decision.PERMIT
-
-
-@dataclass
-class Dashboard:
-    """Everything the consent dashboard shows."""
-
-    version: ConsentFormVersion | None
-    rows: list[ScopeRow] = field(default_factory=list)
-    participant: ConsentParticipant | None = None
-    state: str = state_token(None)
-    reviewed_version: ConsentFormVersion | None = None
-    diff: VersionDiff | None = None
-    erasure_requests: list[ErasureRequest] = field(default_factory=list)
-    latest_receipt_id: str | None = None
-
-    @property
-    def has_decided(self) -> bool:
-        """The participant has made at least one decision."""
-        return any(row.choice is not None for row in self.rows) or self.participant is not None
-
-    @property
-    def is_taking_part(self) -> bool:
-        """Every required scope is permitted."""
-        required = [row for row in self.rows if row.scope.is_required]
-        return bool(required) and all(row.is_permitted for row in required)
-
-    @property
-    def needs_review(self) -> bool:
-        """A newer version than the last one reviewed, or scopes awaiting a decision."""
-        if self.version is None or not self.has_decided:
-            return False
-        reviewed = self.participant.reviewed_version_id if self.participant else None
-        return reviewed != self.version.id or any(row.needs_decision for row in self.rows)
-
-    @property
-    def optional_permitted(self) -> list[ScopeRow]:
-        """Optional scopes the participant allows (what "withdraw everything optional" ends)."""
-        return [
-            row
-            for row in self.rows
-            if not row.scope.is_required
-            and row.choice is not None
-            and row.choice.decision == Decision.PERMIT
-        ]
-
-
-def dashboard(session: Session, user_id: int) -> Dashboard:
-    """The dashboard of ``user_id`` in a fixed number of queries, whatever the history."""
-    version = current_version(session)
-    if version is None:
-        return Dashboard(version=None)
-    scopes = scopes_of(session, version.id)
-    participant = session.get(ConsentParticipant, user_id)
-    choices = {
-        choice.scope_code: (choice, number)
-        for choice, number in session.execute(
-            sa.select(ConsentChoice, ConsentFormVersion.number)
-            .join(ConsentFormVersion, ConsentFormVersion.id == ConsentChoice.form_version_id)
-            .where(ConsentChoice.user_id == user_id)
-        )
-    }
-    head = session.scalar(
-        sa.select(ConsentEvent.hash)
-        .where(ConsentEvent.user_id == user_id)
-        .order_by(ConsentEvent.seq.desc())
-        .limit(1)
-    )
-    reviewed = diff = None
-    if participant is not None and participant.reviewed_version_id not in (None, version.id):
-        reviewed = session.get(ConsentFormVersion, participant.reviewed_version_id)
-        diff = diff_scopes(scopes_of(session, reviewed.id), scopes)
-    erasures = list(
-        session.scalars(
-            sa.select(ErasureRequest)
-            .where(ErasureRequest.user_id == user_id)
-            .order_by(ErasureRequest.requested_at.desc(), ErasureRequest.id.desc())
-        )
-    )
-    latest_receipt = session.scalar(
-        sa.select(ConsentReceipt.id)
-        .where(ConsentReceipt.user_id == user_id)
-        .order_by(ConsentReceipt.issued_at.desc())
-        .limit(1)
-    )
-    rows = [
-        ScopeRow(
-            scope=scope,
-            choice=choices.get(scope.code, (None, None))[0],
-            choice_version=choices.get(scope.code, (None, None))[1],
-        )
-        for scope in scopes
-    ]
-    return Dashboard(
-        version=version,
-        rows=rows,
-        participant=participant,
-        state=state_token(head),
-        reviewed_version=reviewed,
-        diff=diff,
-        erasure_requests=erasures,
-        latest_receipt_id=latest_receipt,
-    )
-
-
-@dataclass
-class TimelineDecision:
-    """One scope decision within a change."""
-
-    code: str
-    title: str
-    decision: Decision
-
-
-@dataclass
-class TimelineEntry:
-    """One change on the timeline: when, how, on which version, and its decisions."""
-
-    occurred_at: datetime
-    version_number: int
-    method: str
-    by_staff: bool
-    receipt_id: str
-    decisions: list[TimelineDecision]
-
-
-def timeline(session: Session, user_id: int) -> list[TimelineEntry]:
-    """The participant's whole consent history, newest change first (one query)."""
-    rows = session.execute(
-        sa.select(ConsentEvent, ConsentFormVersion.number, ConsentScope.title)
-        .join(ConsentFormVersion, ConsentFormVersion.id == ConsentEvent.form_version_id)
-        .outerjoin(
-            ConsentScope,
-            sa.and_(
-                ConsentScope.version_id == ConsentEvent.form_version_id,
-                ConsentScope.code == ConsentEvent.scope_code,
-            ),
-        )
-        .where(ConsentEvent.user_id == user_id)
-        .order_by(ConsentEvent.seq.desc())
-    )
-    entries: list[TimelineEntry] = []
-    for event, number, title in rows:
-        if not entries or entries[-1].receipt_id != event.receipt_id:
-            entries.append(
-                TimelineEntry(
-                    occurred_at=event.occurred_at,
-                    version_number=number,
-                    method=event.method.label,
-                    by_staff=event.actor_id is not None,
-                    receipt_id=event.receipt_id,
-                    decisions=[],
-                )
-            )
-        entries[-1].decisions.insert(
-            0, TimelineDecision(event.scope_code, title or event.scope_code, event.decision)
-        )
-    return entries
-
-
-@dataclass
-class History:
-    """A participant's consent history, as the exports need it."""
-
-    participant: ConsentParticipant | None
-    events: list[ConsentEvent]
-    versions: dict[int, ConsentFormVersion]
-    scopes: dict[tuple[int, str], ConsentScope]
-    choices: list[ConsentChoice]
-    current_version_id: int | None
-    erasure_requests: list[ErasureRequest]
-
-
-def history(session: Session, user_id: int) -> History:
-    """Everything recorded about ``user_id``'s consent, oldest event first."""
-    events = list(
-        session.scalars(
-            sa.select(ConsentEvent)
-            .where(ConsentEvent.user_id == user_id)
-            .order_by(ConsentEvent.seq)
-        )
-    )
-    version_ids = {event.form_version_id for event in events}
-    current = current_version(session)
-    if current is not None:
-        version_ids.add(current.id)
-    versions = {
-        version.id: version
-        for version in session.scalars(
-            sa.select(ConsentFormVersion).where(ConsentFormVersion.id.in_(version_ids))
-        )
-    }
-    scopes = {
-        (scope.version_id, scope.code): scope
-        for scope in session.scalars(
-            sa.select(ConsentScope).where(ConsentScope.version_id.in_(version_ids))
-        )
-    }
-    return History(
-        participant=session.get(ConsentParticipant, user_id),
-        events=events,
-        versions=versions,
-        scopes=scopes,
-        choices=list(
-            session.scalars(
-                sa.select(ConsentChoice)
-                .where(ConsentChoice.user_id == user_id)
-                .order_by(ConsentChoice.scope_code)
-            )
-        ),
-        current_version_id=current.id if current else None,
-        erasure_requests=list(
-            session.scalars(
-                sa.select(ErasureRequest)
-                .where(ErasureRequest.user_id == user_id)
-                .order_by(ErasureRequest.requested_at)
-            )
-        ),
-    )

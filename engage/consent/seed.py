@@ -8,11 +8,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engage.accounts.models import User
-from engage.consent import services
+from engage.consent import decisions, queries, versions
 from engage.consent.models import ConsentEvent, ConsentFormVersion, ScopeKind
 from engage.consent.receipts import ReceiptIssuer
 
-FIRST_FORM = services.VersionDetails(
+FIRST_FORM = versions.VersionDetails(
     title="Taking part in MS research through the network",
     summary=(
         "We ask you to share your MS registry records with the research network.\n\n"
@@ -50,7 +50,7 @@ FIRST_FORM = services.VersionDetails(
 )
 
 FIRST_SCOPES = [
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="SHARE_RECORDS",
         title="Share my registry records with the network",
         explanation="Your registry sends your records to the network without your name, "
@@ -58,7 +58,7 @@ FIRST_SCOPES = [
         kind=ScopeKind.PURPOSE,
         is_required=True,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="MS_RESEARCH",
         title="Use my de-identified data in approved registry projects for MS research",
         explanation="Researchers may use your data in MS projects that an ethics board and the "
@@ -67,7 +67,7 @@ FIRST_SCOPES = [
         duo_code="DS-MS",
         is_required=True,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="OTHER_HEALTH_RESEARCH",
         title="Use my data for research on other health conditions",
         explanation="For example research on other brain diseases, or on how common illnesses "
@@ -75,32 +75,32 @@ FIRST_SCOPES = [
         kind=ScopeKind.PURPOSE,
         duo_code="HMB",
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="COMMERCIAL_RESEARCH",
         title="Allow commercial (for-profit) research",
         explanation="Companies such as drug makers may use your data in approved projects. "
         "Without this, only universities, hospitals and non-profit groups may use it.",
         kind=ScopeKind.PURPOSE,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="GENOMIC_DATA",
         title="Include my genomic data",
         explanation="Results of DNA tests that your registry or biobank holds about you.",
         kind=ScopeKind.DATA_CATEGORY,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="IMAGING_DATA",
         title="Include my imaging data",
         explanation="Your MRI scans of the brain and spine, with your name taken off.",
         kind=ScopeKind.DATA_CATEGORY,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="SURVEY_RECONTACT",
         title="Recontact me about surveys",
         explanation="We may email you a few times a year to ask about your health and daily life.",
         kind=ScopeKind.CONTACT,
     ),
-    services.ScopeDetails(
+    versions.ScopeDetails(
         code="TRIAL_CONTACT",
         title="Contact me about clinical trials",
         explanation="We may tell you about trials you might be able to join. Saying yes does "
@@ -128,11 +128,11 @@ def ensure_first_form(
     """Publish the first consent form unless a version exists already; return the current one."""
     existing = session.scalar(sa.select(ConsentFormVersion).limit(1))
     if existing is not None:
-        return services.current_version(session) or existing
-    version = services.create_draft(session, staff, FIRST_FORM, now)
+        return queries.current_version(session) or existing
+    version = versions.create_draft(session, staff, FIRST_FORM, now)
     for details in FIRST_SCOPES:
-        services.add_scope(session, staff, version, details, now)
-    services.publish_version(
+        versions.add_scope(session, staff, version, details, now)
+    versions.publish_version(
         session, staff, version, justification=None, now=now, max_grade=max_grade
     )
     return version
@@ -142,14 +142,14 @@ def ensure_demo_choices(
     session: Session, participant: User, now: datetime, issuer: ReceiptIssuer
 ) -> None:
     """Give the demo participant first choices on the current form, once."""
-    version = services.current_version(session)
+    version = queries.current_version(session)
     has_events = session.scalar(
         sa.select(sa.exists().where(ConsentEvent.user_id == participant.id))
     )
     if version is None or has_events:
         return
-    codes = {scope.code for scope in services.scopes_of(session, version.id)}
-    services.record_decisions(
+    codes = {scope.code for scope in queries.scopes_of(session, version.id)}
+    decisions.record_decisions(
         session,
         participant,
         {code: allowed for code, allowed in DEMO_CHOICES.items() if code in codes},

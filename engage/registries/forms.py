@@ -5,7 +5,7 @@ from __future__ import annotations
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, Regexp
 
-from engage.accounts.choices import country_choices
+from engage.choices import country_choices
 from engage.forms import Form, choices, strip
 
 

@@ -1,4 +1,4 @@
-"""Registry tables."""
+"""Registry tables: the network's registries and who says they are enrolled in which."""
 
 from __future__ import annotations
 
@@ -24,3 +24,16 @@ class Registry(Base):
     # Registries are retired, never deleted: decisions and enrolments refer to them.
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RegistryEnrolment(Base):
+    """A participant's statement that they are enrolled in a registry."""
+
+    __tablename__ = "registry_enrolments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    registry_id: Mapped[int] = mapped_column(sa.ForeignKey("registries.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (sa.UniqueConstraint("user_id", "registry_id"),)

@@ -24,9 +24,9 @@ from wtforms.validators import (
 )
 
 from engage.forms import Form, choices, strip
+from engage.topics.lifecycle import MAX_REFERENCE_LINKS
 from engage.topics.models import PUBLIC_STATUS_ORDER, TopicCategory, TopicStatus
 from engage.topics.queries import TopicSort
-from engage.topics.services import MAX_REFERENCE_LINKS
 
 CATEGORY_CHOICES = [(c.value, c.label) for c in TopicCategory]
 

@@ -1,7 +1,9 @@
-"""Read-side questions about topics: the list page, tallies by role, a person's supports."""
+"""Read-side questions about topics: the list page, tallies by role, a person's supports,
+what staff moderate, the discussion, and topics like a new title."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -12,8 +14,11 @@ from engage.accounts.models import Role, User
 from engage.topics.models import (
     PUBLIC_STATUS_ORDER,
     PUBLIC_STATUSES,
+    ContentReport,
+    ReportStatus,
     Topic,
     TopicCategory,
+    TopicComment,
     TopicStatus,
     TopicStatusChange,
     TopicSupport,
@@ -208,3 +213,122 @@ def history(session: Session, topic_ids: list[int]) -> dict[int, list[TopicStatu
         ):
             found[change.topic_id].append(change)
     return found
+
+
+# Possible duplicates --------------------------------------------------------------------------
+STOPWORDS = frozenset(
+    (
+        "about after also does from have into more much should than that their them then "
+        "there these they this what when where which while will with would your could "
+        "being been"
+    ).split()
+)
+WORD = re.compile(r"[^\W\d_]{4,}", re.UNICODE)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def similar_topics(
+    session: Session, title: str, exclude_id: int | None = None, limit: int = 5
+) -> list[Topic]:
+    """Public topics whose titles share meaningful words with ``title``, most similar first."""
+    words = _words(title or "")
+    if not words:
+        return []
+    probes = sorted(words, key=len, reverse=True)[:5]
+    query = (
+        sa.select(Topic)
+        .where(
+            Topic.status.in_(PUBLIC_STATUSES),
+            Topic.is_hidden.is_(False),
+            sa.or_(
+                *(sa.func.lower(Topic.title).contains(word, autoescape=True) for word in probes)
+            ),
+        )
+        .limit(200)
+    )
+    if exclude_id is not None:
+        query = query.where(Topic.id != exclude_id)
+    scored = []
+    for topic in session.scalars(query):
+        other = _words(topic.title)
+        if other:
+            score = len(words & other) / len(words | other)
+            if score >= 0.2:
+                scored.append((score, topic.support_count, topic))
+    scored.sort(key=lambda item: (-item[0], -item[1], item[2].id))
+    return [topic for _score, _count, topic in scored[:limit]]
+
+
+# The topic's page and the author's own list -----------------------------------------------------
+def author_name(session: Session, topic: Topic) -> str | None:
+    """The display name of ``topic``'s author."""
+    return session.scalar(sa.select(User.display_name).where(User.id == topic.author_id))
+
+
+def comments_with_authors(session: Session, topic_id: int) -> list[tuple[TopicComment, str]]:
+    """Every comment of the topic (hidden ones too), oldest first, with its author's name."""
+    return [
+        (comment, name)
+        for comment, name in session.execute(
+            sa.select(TopicComment, User.display_name)
+            .join(User, User.id == TopicComment.author_id)
+            .where(TopicComment.topic_id == topic_id)
+            .order_by(TopicComment.created_at, TopicComment.id)
+        )
+    ]
+
+
+def topics_by_author(session: Session, author_id: int) -> list[Topic]:
+    """Every topic the person proposed, whatever its status, newest first."""
+    return list(
+        session.scalars(
+            sa.select(Topic).where(Topic.author_id == author_id).order_by(Topic.created_at.desc())
+        )
+    )
+
+
+# Moderation -------------------------------------------------------------------------------------
+def awaiting_moderation(session: Session) -> list[tuple[Topic, str]]:
+    """Submitted topics, oldest first, with their author's name."""
+    return [
+        (topic, name)
+        for topic, name in session.execute(
+            sa.select(Topic, User.display_name)
+            .join(User, User.id == Topic.author_id)
+            .where(Topic.status == TopicStatus.SUBMITTED)
+            .order_by(Topic.created_at)
+        )
+    ]
+
+
+@dataclass
+class ReportedItem:
+    """A topic, or one of its comments, with the reasons of its open reports."""
+
+    topic_id: int
+    comment_id: int | None
+    title: str
+    comment: str | None
+    reasons: list[str] = field(default_factory=list)
+
+
+def reported_items(session: Session) -> list[ReportedItem]:
+    """Items with open reports, by topic and comment, each with its reasons in report order."""
+    rows = session.execute(
+        sa.select(ContentReport, Topic.title, TopicComment.body)
+        .join(Topic, Topic.id == ContentReport.topic_id)
+        .outerjoin(TopicComment, TopicComment.id == ContentReport.comment_id)
+        .where(ContentReport.status == ReportStatus.OPEN)
+        .order_by(ContentReport.topic_id, ContentReport.comment_id, ContentReport.created_at)
+    ).all()
+    grouped: dict[tuple[int, int | None], ReportedItem] = {}
+    for report, title, body in rows:
+        item = grouped.setdefault(
+            (report.topic_id, report.comment_id),
+            ReportedItem(report.topic_id, report.comment_id, title, body),
+        )
+        item.reasons.append(report.reason)
+    return list(grouped.values())

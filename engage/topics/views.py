@@ -1,10 +1,10 @@
-"""Topic pages: browse, propose, support, discuss, report; staff moderation."""
+"""Topic pages: browse, propose, support, discuss, report. Staff moderation pages add their
+routes to the same ``topics`` blueprint from ``engage.topics.staff_views``."""
 
 from __future__ import annotations
 
 import secrets
 
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     abort,
@@ -32,19 +32,11 @@ from engage.topics.forms import (
     MergeForm,
     ModerateForm,
     ReportForm,
-    ResolveReportsForm,
-    SupportBudgetForm,
     TopicFilterForm,
     TopicForm,
 )
-from engage.topics.models import (
-    ContentReport,
-    ReportStatus,
-    Topic,
-    TopicCategory,
-    TopicComment,
-    TopicStatus,
-)
+from engage.topics.models import Topic, TopicCategory, TopicComment, TopicStatus
+from engage.views import commit_or_explain, refused, saved
 
 topics = Blueprint("topics", __name__, url_prefix="/topics")
 CONTRIBUTORS = (Role.PARTICIPANT, Role.CLINICIAN, Role.ORGANISATION)
@@ -133,19 +125,14 @@ def detail(topic_id: int):
     viewer = _viewer()
     tally = queries.tallies(session, [topic.id])[topic.id]
     supported = topic.id in queries.supported_ids(session, viewer, [topic.id])
-    comments = session.execute(
-        sa.select(TopicComment, User.display_name)
-        .join(User, User.id == TopicComment.author_id)
-        .where(TopicComment.topic_id == topic.id)
-        .order_by(TopicComment.created_at, TopicComment.id)
-    ).all()
+    comments = queries.comments_with_authors(session, topic.id)
     if not (viewer and viewer.is_staff):
         comments = [
             (c, name)
             for c, name in comments
             if not c.is_hidden or (viewer and viewer.id == c.author_id)
         ]
-    author_name = session.scalar(sa.select(User.display_name).where(User.id == topic.author_id))
+    author_name = queries.author_name(session, topic)
     merged_into = session.get(Topic, topic.merged_into_id) if topic.merged_into_id else None
     is_staff = bool(viewer and viewer.is_staff)
     now = utcnow()
@@ -181,7 +168,7 @@ def detail(topic_id: int):
 def similar():
     """Public topics with titles like ``title`` (used while typing a new title)."""
     title = (request.args.get("title") or "")[:150]
-    found = services.similar_topics(get_session(), title)
+    found = queries.similar_topics(get_session(), title)
     return jsonify(
         topics=[
             {"id": t.id, "title": t.title, "url": url_for("topics.detail", topic_id=t.id)}
@@ -196,11 +183,7 @@ def mine():
     """The author's own topics with their status history."""
     session = get_session()
     user = _me()
-    own = list(
-        session.scalars(
-            sa.select(Topic).where(Topic.author_id == user.id).order_by(Topic.created_at.desc())
-        )
-    )
+    own = queries.topics_by_author(session, user.id)
     ids = [t.id for t in own]
     return render_template(
         "topics/mine.html",
@@ -234,34 +217,38 @@ def _post_only(_limit: object = None) -> bool:
 @limiter.limit(_create_limit, exempt_when=_post_only)
 def new():
     """Propose a topic; possible duplicates are shown before it is submitted."""
-    session = get_session()
     user = _me()
     form = TopicForm()
-    duplicates: list[Topic] = []
-    if form.validate_on_submit():
-        duplicates = services.similar_topics(session, form.title.data)
-        if duplicates and not form.not_duplicate.data:
-            return render_template("topics/form.html", form=form, duplicates=duplicates, topic=None)
-        try:
-            topic = services.propose_topic(
-                session, user, _details(form), utcnow(), current_app.config["TOPICS_MAX_PENDING"]
-            )
-        except services.DuplicateSubmission as exc:
+    if not form.validate_on_submit():
+        return _form_page(form, [], None)
+    duplicates = queries.similar_topics(get_session(), form.title.data)
+    if duplicates and not form.not_duplicate.data:
+        return render_template("topics/form.html", form=form, duplicates=duplicates, topic=None)
+
+    def not_proposed(exc: services.TopicError):
+        if isinstance(exc, services.DuplicateSubmission):
             # A double click or a resent form: the first one is kept; show it, calmly.
-            session.rollback()
-            flash(str(exc), "info")
-            return redirect(url_for("topics.detail", topic_id=exc.topic_id)), 303
-        except services.TopicError as exc:
-            form.form_errors.append(str(exc))
-        else:
-            session.commit()
-            flash(
-                "Thank you: your topic is submitted. Staff will check it before it is published.",
-                "success",
-            )
-            return redirect(url_for("topics.detail", topic_id=topic.id))
+            return refused(str(exc), url_for("topics.detail", topic_id=exc.topic_id), "info")
+        form.form_errors.append(str(exc))
+        return _form_page(form, duplicates, None)
+
+    return commit_or_explain(
+        lambda session: services.propose_topic(
+            session, user, _details(form), utcnow(), current_app.config["TOPICS_MAX_PENDING"]
+        ),
+        errors=services.TopicError,
+        explain=not_proposed,
+        done=lambda topic: saved(
+            "Thank you: your topic is submitted. Staff will check it before it is published.",
+            url_for("topics.detail", topic_id=topic.id),
+            status=302,
+        ),
+    )
+
+
+def _form_page(form: TopicForm, duplicates: list[Topic], topic: Topic | None):
     return (
-        render_template("topics/form.html", form=form, duplicates=duplicates, topic=None),
+        render_template("topics/form.html", form=form, duplicates=duplicates, topic=topic),
         400 if form.errors else 200,
     )
 
@@ -282,25 +269,29 @@ def edit(topic_id: int):
     if request.method == "GET":
         form.reference_links.data = "\n".join(topic.reference_links or [])
         form.category.data = topic.category.value
-    if form.validate_on_submit():
-        try:
-            services.resubmit_topic(
-                session,
-                user,
-                topic,
-                _details(form),
-                utcnow(),
-                current_app.config["TOPICS_MAX_PENDING"],
-            )
-        except services.TopicError as exc:
-            form.form_errors.append(str(exc))
-        else:
-            session.commit()
-            flash("Your topic is sent to staff again.", "success")
-            return redirect(url_for("topics.detail", topic_id=topic.id))
-    return (
-        render_template("topics/form.html", form=form, duplicates=[], topic=topic),
-        400 if form.errors else 200,
+    if not form.validate_on_submit():
+        return _form_page(form, [], topic)
+
+    def not_sent(exc: services.TopicError):
+        form.form_errors.append(str(exc))
+        return _form_page(form, [], topic)
+
+    return commit_or_explain(
+        lambda session: services.resubmit_topic(
+            session,
+            user,
+            topic,
+            _details(form),
+            utcnow(),
+            current_app.config["TOPICS_MAX_PENDING"],
+        ),
+        errors=services.TopicError,
+        explain=not_sent,
+        done=lambda _outcome: saved(
+            "Your topic is sent to staff again.",
+            url_for("topics.detail", topic_id=topic_id),
+            status=302,
+        ),
     )
 
 
@@ -313,15 +304,12 @@ def withdraw(topic_id: int):
     topic = session.get(Topic, topic_id)
     if topic is None or topic.author_id != user.id:
         abort(404)
-    try:
-        services.withdraw_topic(session, user, topic, utcnow())
-    except services.TopicError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("topics.detail", topic_id=topic_id)), 303
-    session.commit()
-    flash("Your topic is withdrawn.", "success")
-    return redirect(url_for("topics.mine"))
+    return commit_or_explain(
+        lambda session: services.withdraw_topic(session, user, topic, utcnow()),
+        errors=services.TopicError,
+        explain=lambda exc: refused(str(exc), url_for("topics.detail", topic_id=topic_id)),
+        done=lambda _outcome: saved("Your topic is withdrawn.", url_for("topics.mine"), status=302),
+    )
 
 
 # Supporting ---------------------------------------------------------------------------------
@@ -343,35 +331,30 @@ def _back_to(topic_id: int) -> str:
 @roles_required(*CONTRIBUTORS)
 def support(topic_id: int):
     """Support a topic (a double click or a repeat changes nothing)."""
-    session = get_session()
-    try:
-        outcome = services.support_topic(session, _me(), topic_id, utcnow())
-    except services.TopicError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(_back_to(topic_id)), 303
-    session.commit()
-    flash(
-        "Thank you for your support." if outcome.created else "You already support this topic.",
-        "success" if outcome.created else "info",
+
+    def supported(outcome: services.SupportOutcome):
+        if outcome.created:
+            return saved("Thank you for your support.", _back_to(topic_id))
+        return saved("You already support this topic.", _back_to(topic_id), "info")
+
+    return commit_or_explain(
+        lambda session: services.support_topic(session, _me(), topic_id, utcnow()),
+        errors=services.TopicError,
+        explain=lambda exc: refused(str(exc), _back_to(topic_id)),
+        done=supported,
     )
-    return redirect(_back_to(topic_id)), 303
 
 
 @topics.route("/<int:topic_id>/support/withdraw", methods=["POST"])
 @roles_required(*CONTRIBUTORS)
 def withdraw_support(topic_id: int):
     """Withdraw one's support while the topic is open."""
-    session = get_session()
-    try:
-        services.withdraw_support(session, _me(), topic_id, utcnow())
-    except services.TopicError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(_back_to(topic_id)), 303
-    session.commit()
-    flash("Your support is withdrawn.", "success")
-    return redirect(_back_to(topic_id)), 303
+    return commit_or_explain(
+        lambda session: services.withdraw_support(session, _me(), topic_id, utcnow()),
+        errors=services.TopicError,
+        explain=lambda exc: refused(str(exc), _back_to(topic_id)),
+        done=lambda _outcome: saved("Your support is withdrawn.", _back_to(topic_id)),
+    )
 
 
 # Discussing and reporting ---------------------------------------------------------------------
@@ -379,22 +362,19 @@ def withdraw_support(topic_id: int):
 @sign_in_required
 def comment(topic_id: int):
     """Add a comment to a published topic."""
-    session = get_session()
     topic = _visible_topic(topic_id)
+    page = url_for("topics.detail", topic_id=topic.id)
     form = CommentForm()
     if not form.validate():
         for error in form.body.errors:
             flash(f"Your comment was not posted: {error}", "error")
-        return redirect(url_for("topics.detail", topic_id=topic.id) + "#comment-form"), 303
-    try:
-        services.add_comment(session, _me(), topic, form.body.data, utcnow())
-    except services.TopicError as exc:
-        session.rollback()
-        flash(str(exc), "error")
-        return redirect(url_for("topics.detail", topic_id=topic.id)), 303
-    session.commit()
-    flash("Your comment is posted.", "success")
-    return redirect(url_for("topics.detail", topic_id=topic.id) + "#comments"), 303
+        return redirect(page + "#comment-form"), 303
+    return commit_or_explain(
+        lambda session: services.add_comment(session, _me(), topic, form.body.data, utcnow()),
+        errors=services.TopicError,
+        explain=lambda exc: refused(str(exc), page),
+        done=lambda _comment: saved("Your comment is posted.", page + "#comments"),
+    )
 
 
 def _own_comment(comment_id: int) -> TopicComment:
@@ -408,19 +388,28 @@ def _own_comment(comment_id: int) -> TopicComment:
 @sign_in_required
 def edit_comment(comment_id: int):
     """Edit one's comment within the edit window."""
-    session = get_session()
     comment_row = _own_comment(comment_id)
     form = CommentForm(obj=comment_row)
     window = current_app.config["TOPICS_COMMENT_EDIT_MINUTES"]
-    if form.validate_on_submit():
-        try:
-            services.edit_comment(session, _me(), comment_row, form.body.data, utcnow(), window)
-        except services.TopicError as exc:
-            form.body.errors.append(str(exc))
-        else:
-            session.commit()
-            flash("Your comment is saved.", "success")
-            return redirect(url_for("topics.detail", topic_id=comment_row.topic_id) + "#comments")
+    if not form.validate_on_submit():
+        return _comment_page(form, comment_row)
+    page = url_for("topics.detail", topic_id=comment_row.topic_id)
+
+    def not_saved(exc: services.TopicError):
+        form.body.errors.append(str(exc))
+        return _comment_page(form, comment_row)
+
+    return commit_or_explain(
+        lambda session: services.edit_comment(
+            session, _me(), comment_row, form.body.data, utcnow(), window
+        ),
+        errors=services.TopicError,
+        explain=not_saved,
+        done=lambda _outcome: saved("Your comment is saved.", page + "#comments", status=302),
+    )
+
+
+def _comment_page(form: CommentForm, comment_row: TopicComment):
     return (
         render_template("topics/comment_edit.html", form=form, comment=comment_row),
         400 if form.errors else 200,
@@ -428,15 +417,23 @@ def edit_comment(comment_id: int):
 
 
 def _report(topic: Topic, comment_row: TopicComment | None):
-    session = get_session()
     form = ReportForm()
     anchor = f"#comment-{comment_row.id}" if comment_row else ""
+    page = url_for("topics.detail", topic_id=topic.id) + anchor
     if not form.validate():
         for error in form.reason.errors:
             flash(f"Your report was not sent: {error}", "error")
-        return redirect(url_for("topics.detail", topic_id=topic.id) + anchor), 303
-    try:
-        hidden = services.report_content(
+        return redirect(page), 303
+
+    def reported(hidden: bool):
+        message = "Thank you: staff will look at your report." + (
+            " It is hidden until they have." if hidden else ""
+        )
+        # A hidden topic is no longer there to go back to.
+        return saved(message, url_for("topics.list_topics") if hidden and not comment_row else page)
+
+    return commit_or_explain(
+        lambda session: services.report_content(
             session,
             _me(),
             topic,
@@ -444,20 +441,11 @@ def _report(topic: Topic, comment_row: TopicComment | None):
             form.reason.data,
             utcnow(),
             current_app.config["TOPICS_REPORT_HIDE_THRESHOLD"],
-        )
-    except services.TopicError as exc:
-        session.rollback()
-        flash(str(exc), "info")
-        return redirect(url_for("topics.detail", topic_id=topic.id) + anchor), 303
-    session.commit()
-    flash(
-        "Thank you: staff will look at your report."
-        + (" It is hidden until they have." if hidden else ""),
-        "success",
+        ),
+        errors=services.TopicError,
+        explain=lambda exc: refused(str(exc), page, "info"),
+        done=reported,
     )
-    if hidden and comment_row is None:
-        return redirect(url_for("topics.list_topics")), 303
-    return redirect(url_for("topics.detail", topic_id=topic.id) + anchor), 303
 
 
 @topics.route("/<int:topic_id>/report", methods=["POST"])
@@ -478,163 +466,3 @@ def report_comment(comment_id: int):
     if comment_row.is_hidden and not current_user.is_staff:
         abort(404)
     return _report(topic, comment_row)
-
-
-# Staff moderation -----------------------------------------------------------------------------
-@topics.route("/moderation")
-@roles_required(Role.STAFF)
-def moderation():
-    """The queue: submitted topics, reported items and the support budget."""
-    session = get_session()
-    submitted = session.execute(
-        sa.select(Topic, User.display_name)
-        .join(User, User.id == Topic.author_id)
-        .where(Topic.status == TopicStatus.SUBMITTED)
-        .order_by(Topic.created_at)
-    ).all()
-    reports = session.execute(
-        sa.select(ContentReport, Topic.title, TopicComment.body)
-        .join(Topic, Topic.id == ContentReport.topic_id)
-        .outerjoin(TopicComment, TopicComment.id == ContentReport.comment_id)
-        .where(ContentReport.status == ReportStatus.OPEN)
-        .order_by(ContentReport.topic_id, ContentReport.comment_id, ContentReport.created_at)
-    ).all()
-    grouped: dict[tuple[int, int | None], dict] = {}
-    for report, title, body in reports:
-        key = (report.topic_id, report.comment_id)
-        item = grouped.setdefault(
-            key,
-            {
-                "topic_id": report.topic_id,
-                "comment_id": report.comment_id,
-                "title": title,
-                "comment": body,
-                "reasons": [],
-            },
-        )
-        item["reasons"].append(report.reason)
-    budget_form = SupportBudgetForm(budget=services.support_budget(session))
-    return render_template(
-        "topics/moderation.html",
-        submitted=submitted,
-        reported=list(grouped.values()),
-        budget_form=budget_form,
-        resolve_form=ResolveReportsForm(),
-    )
-
-
-@topics.route("/<int:topic_id>/moderate", methods=["POST"])
-@roles_required(Role.STAFF)
-def moderate(topic_id: int):
-    """Move a topic to its next status."""
-    session = get_session()
-    topic = session.get(Topic, topic_id)
-    if topic is None:
-        abort(404)
-    # The current status is accepted too: a second click, after the first was saved, then
-    # hears from the service that the topic is already there instead of "not a valid choice".
-    form = ModerateForm(allowed=[*services.allowed_staff_transitions(topic), topic.status])
-    if not form.validate_on_submit():
-        errors = [e for errs in form.errors.values() for e in errs]
-        flash("Not saved: " + " ".join(errors or ["choose a status."]), "error")
-        return redirect(url_for("topics.detail", topic_id=topic.id)), 303
-    try:
-        services.change_status(
-            session,
-            _me(),
-            topic,
-            TopicStatus(form.status.data),
-            utcnow(),
-            reason=form.reason.data,
-            proposal_reference=form.proposal_reference.data,
-        )
-    except services.TopicError as exc:
-        session.rollback()
-        flash(f"Not saved: {exc}", "error")
-        return redirect(url_for("topics.detail", topic_id=topic_id)), 303
-    session.commit()
-    flash(f"The topic is now “{topic.status.label.lower()}”.", "success")
-    return redirect(url_for("topics.detail", topic_id=topic.id)), 303
-
-
-@topics.route("/<int:topic_id>/merge", methods=["POST"])
-@roles_required(Role.STAFF)
-def merge(topic_id: int):
-    """Merge a topic into another one."""
-    session = get_session()
-    source = session.get(Topic, topic_id)
-    if source is None:
-        abort(404)
-    form = MergeForm()
-    if not form.validate_on_submit():
-        errors = [e for errs in form.errors.values() for e in errs]
-        flash("Not merged: " + " ".join(errors), "error")
-        return redirect(url_for("topics.detail", topic_id=source.id)), 303
-    target = session.get(Topic, form.target_id.data)
-    try:
-        if target is None:
-            raise services.InvalidMerge("There is no topic with that number.")
-        moved = services.merge_topics(session, _me(), source, target, form.reason.data, utcnow())
-    except services.TopicError as exc:
-        session.rollback()
-        flash(f"Not merged: {exc}", "error")
-        return redirect(url_for("topics.detail", topic_id=topic_id)), 303
-    session.commit()
-    flash(f"Merged into topic {target.id}; {moved} support(s) moved.", "success")
-    return redirect(url_for("topics.detail", topic_id=target.id)), 303
-
-
-@topics.route("/<int:topic_id>/reports", methods=["POST"])
-@roles_required(Role.STAFF)
-def resolve(topic_id: int):
-    """Decide on the open reports of a topic or one of its comments."""
-    session = get_session()
-    topic = session.get(Topic, topic_id)
-    if topic is None:
-        abort(404)
-    form = ResolveReportsForm()
-    if not form.validate_on_submit():
-        flash("Not saved: choose a decision.", "error")
-        return redirect(url_for("topics.moderation")), 303
-    comment_row = None
-    if form.comment_id.data:
-        comment_row = (
-            session.get(TopicComment, int(form.comment_id.data))
-            # isdigit() alone takes "²", which int() refuses.
-            if form.comment_id.data.isascii()
-            and form.comment_id.data.isdigit()
-            and len(form.comment_id.data) < 10
-            else None
-        )
-        if comment_row is None or comment_row.topic_id != topic.id:
-            abort(404)
-    resolved = services.resolve_reports(
-        session, _me(), topic, comment_row, form.decision.data == "uphold", utcnow()
-    )
-    session.commit()
-    if resolved:
-        flash("Saved: the reports are resolved.", "success")
-    else:
-        flash("Nothing to do: these reports were already decided.", "info")
-    return redirect(url_for("topics.moderation")), 303
-
-
-@topics.route("/settings", methods=["POST"])
-@roles_required(Role.STAFF)
-def settings():
-    """Set the support budget."""
-    session = get_session()
-    form = SupportBudgetForm()
-    if not form.validate_on_submit():
-        for error in form.budget.errors:
-            flash(f"Not saved: {error}", "error")
-        return redirect(url_for("topics.moderation")), 303
-    services.set_support_budget(session, _me(), form.budget.data, utcnow())
-    session.commit()
-    flash(
-        f"Saved: each person may support at most {form.budget.data} open topics at once."
-        if form.budget.data
-        else "Saved: there is no limit on supports.",
-        "success",
-    )
-    return redirect(url_for("topics.moderation")), 303

@@ -27,11 +27,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 
-from engage import outbox
+from engage import delivery
 from engage.accounts import services as account_services
-from engage.accounts.models import CustodianStatus, RegistryEnrolment, Role, User
+from engage.accounts.models import CustodianStatus, Role, User
 from engage.audit import AuditEvent
-from engage.consent import services as consent_services
+from engage.consent import erasure as consent_erasure
+from engage.consent import queries as consent_queries
+from engage.consent import versions as consent_versions
 from engage.consent.models import (
     ConsentChoice,
     ConsentEvent,
@@ -42,7 +44,7 @@ from engage.consent.models import (
 from engage.consent.seed import FIRST_FORM
 from engage.forms import NUL_MESSAGE
 from engage.outbox import OutboxMessage
-from engage.registries.models import Registry
+from engage.registries.models import Registry, RegistryEnrolment
 from engage.security import make_token
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
@@ -775,7 +777,7 @@ def _consent_draft(kit: Kit) -> ConsentFormVersion:
     """A draft version (with the seed form's scopes) after the published seed form."""
     staff = kit.make_user(Role.STAFF)
     consent_support.publish(kit.session, staff)
-    draft = consent_services.create_draft(
+    draft = consent_versions.create_draft(
         kit.session, kit.session.get(User, staff.id), FIRST_FORM, utcnow()
     )
     kit.session.commit()
@@ -811,7 +813,7 @@ def _consent_add_scope(kit: Kit) -> Prepared:
 
 def _consent_draft_scope(kit: Kit, code: str = "GENOMIC_DATA") -> tuple[int, ConsentScope]:
     draft = _consent_draft(kit)
-    scope = next(s for s in consent_services.scopes_of(kit.session, draft.id) if s.code == code)
+    scope = next(s for s in consent_queries.scopes_of(kit.session, draft.id) if s.code == code)
     return draft.id, scope
 
 
@@ -851,7 +853,7 @@ def _consent_erasure_status(kit: Kit) -> Prepared:
     _consent_form(kit)
     person = kit.make_user(Role.PARTICIPANT)
     consent_support.join(kit.app, kit.session, person)
-    consent_services.request_erasure(kit.session, kit.session.get(User, person.id), utcnow())
+    consent_erasure.request_erasure(kit.session, kit.session.get(User, person.id), utcnow())
     kit.session.commit()
     request_id = kit.session.scalar(sa.select(ErasureRequest.id))
     kit.as_role(Role.STAFF)
@@ -1545,6 +1547,7 @@ def test_other_methods_get_the_405_page(kit, method):
         "version_id": 1,
         "scope_id": 1,
         "request_id": 1,
+        "message_id": 1,
     }
     adapter = kit.app.url_map.bind("localhost")
     rules = [r for r in kit.app.url_map.iter_rules() if r.endpoint != "static"]
@@ -1640,7 +1643,7 @@ def _page(client: FlaskClient, url: str) -> str:
 def _send_topic_mail(kit: Kit) -> None:
     """Run the topic notification job now, as the scheduler would."""
     kit.session.commit()
-    outbox.deliver(kit.app)
+    delivery.deliver(kit.app)
 
 
 @pytest.mark.parametrize("payload", [SCRIPT, ATTRIBUTE_BREAKER])
@@ -2158,7 +2161,7 @@ def test_consent_scope_codes_must_be_capitals_digits_and_underscores(kit, code):
 
 def test_editing_a_published_consent_form_is_refused_through_every_form(kit):
     version = _consent_form(kit)
-    scope = consent_services.scopes_of(kit.session, version.id)[0]
+    scope = consent_queries.scopes_of(kit.session, version.id)[0]
     kit.as_role(Role.STAFF)
     before = _consent_state(kit)
     url = f"/staff/consent/forms/{version.id}"
@@ -2186,7 +2189,7 @@ def test_consent_decisions_on_a_draft_or_replaced_version_change_nothing(kit):
     person = _joined_participant(kit)
     page = _consent_page_state(kit)
     staff = kit.session.scalar(sa.select(User).where(User.role == Role.STAFF))
-    draft = consent_services.create_draft(kit.session, staff, FIRST_FORM, utcnow())
+    draft = consent_versions.create_draft(kit.session, staff, FIRST_FORM, utcnow())
     kit.session.commit()
     before = _consent_state(kit)
     on_draft = post_form(
@@ -2196,7 +2199,7 @@ def test_consent_decisions_on_a_draft_or_replaced_version_change_nothing(kit):
     )
     assert on_draft.status_code == 409
     assert "not open for decisions" in on_draft.get_data(as_text=True)
-    consent_services.publish_version(
+    consent_versions.publish_version(
         kit.session, staff, draft, justification=None, now=utcnow(), max_grade=8
     )
     kit.session.commit()

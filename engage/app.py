@@ -107,6 +107,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _add_security_headers(app)
     _register_jobs(app)
     _register_mail_kinds(app)
+    _register_ledgers(app)
     _connect_receivers()
     _register_cli(app)
     return app
@@ -325,12 +326,21 @@ def _register_mail_kinds(app: Flask) -> None:
     delivery.init_app(app)
 
 
+def _register_ledgers(app: Flask) -> None:
+    from engage import hashchain
+    from engage.consent import ledger as consent_ledger
+
+    ledgers = hashchain.Ledgers()
+    ledgers.register("consent", consent_ledger.verify)
+    hashchain.init_app(app, ledgers)
+
+
 def _register_cli(app: Flask) -> None:
     """Add the core's and the packages' command groups to ``app.cli`` (the ``engage`` console
     script, ``engage.cli``, runs them)."""
     from engage import commands
     from engage.accounts.cli import users_group
-    from engage.consent.cli import audit_group, consent_group
+    from engage.consent.cli import consent_group
     from engage.topics.cli import topics_group
 
     groups = (
@@ -341,7 +351,7 @@ def _register_cli(app: Flask) -> None:
         commands.scheduler_group,
         topics_group,
         consent_group,
-        audit_group,
+        commands.audit_group,
         commands.outbox_group,
     )
     for command in groups:

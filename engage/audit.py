@@ -42,6 +42,10 @@ class AuditAction(enum.StrEnum):
     REGISTRY_UPDATED = "registry_updated"
 
 
+# The longest action value the column holds.
+ACTION_MAX_LENGTH = 40
+
+
 class AuditEvent(Base):
     """One security event. Ids are plain integers so removing an account keeps its history."""
 
@@ -49,7 +53,7 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    action: Mapped[str] = mapped_column(sa.String(40), index=True)
+    action: Mapped[str] = mapped_column(sa.String(ACTION_MAX_LENGTH), index=True)
     # Who acted (None for the system or an unknown visitor).
     actor_id: Mapped[int | None] = mapped_column(index=True)
     # Whose account the event concerns.
@@ -66,7 +70,7 @@ class AuditLogIsAppendOnly(RuntimeError):
 
 def record(
     session: Session,
-    action: AuditAction,
+    action: enum.StrEnum,
     *,
     now: datetime,
     actor_id: int | None = None,
@@ -74,7 +78,13 @@ def record(
     target: str | None = None,
     **details: Any,
 ) -> AuditEvent:
-    """Append one audit event to ``session`` (the caller commits)."""
+    """Append one audit event to ``session`` (the caller commits).
+
+    :param action: a member of :class:`AuditAction` or of any package's own action enum
+        (e.g. governance's), stored by its value, at most 40 characters.
+    """
+    if len(action.value) > ACTION_MAX_LENGTH:
+        raise ValueError(f"audit action {action.value!r} is longer than {ACTION_MAX_LENGTH}")
     audit_event = AuditEvent(
         occurred_at=now,
         action=action.value,

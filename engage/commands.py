@@ -243,3 +243,36 @@ def outbox_status() -> None:
         click.echo(f"{row.kind}\t{row.status.value}\t{row.count}")
     for message in outbox.problems(session):
         click.echo(f"#{message.id}\t{message.kind}\t{message.status.value}\t{message.last_error}")
+
+
+# engage audit --------------------------------------------------------------------------------
+@click.group("audit")
+def audit_group() -> None:
+    """Tamper-evident histories."""
+
+
+@audit_group.command("verify")
+@with_appcontext
+def audit_verify() -> None:
+    """Walk every registered ledger's hash chains and check the tables kept from them (exit 1
+    on any problem)."""
+    from engage import hashchain
+    from engage.db import get_session
+
+    session = get_session()
+    failed = []
+    for name, report in hashchain.ledgers().verify_all(session).items():
+        for problem in report.problems:
+            click.echo(problem)
+        if report.problems:
+            failed.append(
+                f"{len(report.problems)} problem(s) in the {name} ledger "
+                f"({report.checked} event(s) checked)"
+            )
+        else:
+            click.echo(
+                f"{name.capitalize()} ledger intact: {report.checked} event(s) checked, "
+                "every chain verified."
+            )
+    if failed:
+        raise click.ClickException("; ".join(failed) + ".")

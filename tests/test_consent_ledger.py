@@ -11,8 +11,9 @@ import sqlalchemy as sa
 from engage.accounts import services as account_services
 from engage.accounts.models import Role
 from engage.consent import receipts
-from engage.consent.ledger import GENESIS_HASH, hash_of
+from engage.consent.ledger import hash_of
 from engage.consent.models import ConsentChoice, ConsentReceipt
+from engage.hashchain import GENESIS_HASH
 from engage.timeutil import utcnow
 from tests.consent_support import decide, events_of, join, publish
 

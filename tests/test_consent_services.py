@@ -3,6 +3,7 @@ the ``consent_changed`` signal (no HTTP)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -618,3 +619,32 @@ def test_time_stamps_of_later_changes_order_the_ledger(app, session, first, pers
     decide(app, session, person, {"GENOMIC_DATA": True}, now=later(-1))
     times = [e.occurred_at for e in events_of(session, person)]
     assert times == sorted(times)
+
+
+DENSE_GERMAN = (
+    "Die Verarbeitung personenbezogener Gesundheitsdaten erfolgt ausschließlich auf Grundlage "
+    "Ihrer ausdrücklichen, jederzeit widerrufbaren Einwilligungserklärung gemäß Artikel neun "
+    "der Datenschutzgrundverordnung sowie entsprechender nationaler Durchführungsbestimmungen."
+)
+
+
+def test_a_german_summary_is_graded_with_a_german_formula(session, make_user):
+    staff = make_user(Role.STAFF)
+    details = dataclasses.replace(FIRST_FORM, summary=DENSE_GERMAN, language="de")
+    with pytest.raises(errors.JustificationRequired, match="above the limit of 8"):
+        publish(session, staff, details=details)
+    session.rollback()
+    version = publish(session, staff, details=details, justification="Rechtlich vorgeschrieben.")
+    assert version.reading_grade is not None and version.reading_grade > 8
+
+
+def test_a_summary_in_a_language_without_a_formula_is_published_unmeasured(session, make_user):
+    staff = make_user(Role.STAFF)
+    swedish = dataclasses.replace(
+        FIRST_FORM,
+        summary="Vi ber dig dela dina uppgifter med forskningsnätverket. Du kan ångra dig.",
+        language="sv",
+    )
+    version = publish(session, staff, details=swedish)
+    assert version.reading_grade is None
+    assert version.grade_justification is None

@@ -837,3 +837,18 @@ def test_the_dashboard_issues_a_fixed_number_of_statements(app, client, session,
     # The ledger is read once, for its newest event (the page's state token), never walked.
     ledger_reads = [s for s in large if "FROM consent_events" in s]
     assert len(ledger_reads) == 1 and "LIMIT" in ledger_reads[0]
+
+
+def test_a_draft_in_a_language_without_a_grade_formula_says_it_is_not_measured(
+    client, session, staff, first
+):
+    sign_in(client, staff)
+    response = post_form(
+        client,
+        "/staff/consent/forms/new",
+        {**VERSION_DATA, "language": "sv", "summary": "Vi ber dig dela dina uppgifter."},
+    )
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Not measured: Engage has no reading-grade formula for this language" in page
+    assert "Flesch-Kincaid" not in page

@@ -10,12 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engage.db import Base, UTCDateTime
 from engage.enums import enum_column
-from engage.registries.models import RegistryEnrolment
 from engage.roles import SIGN_UP_ROLE_CHOICES, CustodianStatus, Role
 
-# RegistryEnrolment lives in engage.registries.models; it is named here only until
-# engage.consent imports it from there.
-__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "RegistryEnrolment", "Role", "User"]
+__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "Role", "User"]
 
 if TYPE_CHECKING:
     from engage.registries.models import Registry

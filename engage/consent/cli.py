@@ -1,4 +1,4 @@
-"""``engage consent ...`` and ``engage audit ...`` commands."""
+"""``engage consent ...`` commands."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from engage.consent import receipts
-from engage.consent.ledger import verify_chains, verify_current_state
-from engage.db import get_session
 
 
 @click.group("consent")
@@ -35,24 +33,3 @@ def verify_receipt(file: Path) -> None:
         f"VALID: receipt {document.get('receipt_id')} issued {document.get('issued_at')}: "
         f"{check.reason}."
     )
-
-
-@click.group("audit")
-def audit_group() -> None:
-    """Tamper-evident histories."""
-
-
-@audit_group.command("verify")
-@with_appcontext
-def audit_verify() -> None:
-    """Walk every consent hash chain and check the current tables (exit 1 on any problem)."""
-    session = get_session()
-    checked, problems = verify_chains(session)
-    problems += verify_current_state(session)
-    for problem in problems:
-        click.echo(str(problem))
-    if problems:
-        raise click.ClickException(
-            f"{len(problems)} problem(s) in the consent ledger ({checked} event(s) checked)."
-        )
-    click.echo(f"Consent ledger intact: {checked} event(s) checked, every chain verified.")

@@ -34,7 +34,7 @@ from engage.consent.errors import (
     require_participant,
     require_staff,
 )
-from engage.consent.ledger import event_hash, timestamp
+from engage.consent.ledger import event_hash
 from engage.consent.masks import permitted_mask, sync_registry_masks
 from engage.consent.models import (
     CollectionMethod,
@@ -52,6 +52,7 @@ from engage.consent.models import (
 from engage.consent.queries import current_version, ledger_head, scopes_of, state_token
 from engage.consent.versions import CURRENT_FORM_LOCK_KEY
 from engage.db import advisory_xact_lock, lock_rows
+from engage.hashchain import timestamp
 from engage.signals import consent_changed
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from engage.consent.ledger import timestamp
 from engage.consent.models import Decision
 from engage.consent.page_queries import History
+from engage.hashchain import timestamp
 
 HISTORY_FORMAT = "engage-consent-history/1"
 

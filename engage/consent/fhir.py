@@ -21,9 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from engage.consent.duo import DUO_SYSTEM, DUO_TERMS, MONDO_SYSTEM
-from engage.consent.ledger import timestamp
 from engage.consent.models import CollectionMethod, Decision
 from engage.consent.page_queries import History
+from engage.hashchain import timestamp
 
 PARTICIPANT_SYSTEM = "urn:engage:participant-pseudonym"
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"

@@ -29,7 +29,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import HiddenInput
 
-from engage.accounts.choices import LANGUAGE_CHOICES
+from engage.choices import LANGUAGE_CHOICES
 from engage.consent.decisions import LeaveOption
 from engage.consent.duo import duo_choices
 from engage.consent.models import ConsentScope, ErasureStatus, ScopeKind

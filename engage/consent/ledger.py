@@ -8,17 +8,13 @@ any stored field, deleting or inserting an event breaks the chain from that even
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import RegistryEnrolment
 from engage.consent.models import (
     ConsentChoice,
     ConsentEvent,
@@ -30,21 +26,8 @@ from engage.consent.models import (
     Decision,
     VersionStatus,
 )
-from engage.timeutil import as_utc
-
-GENESIS_HASH = "0" * 64
-
-
-def canonical_json(value: Any) -> bytes:
-    """``value`` as canonical JSON: sorted keys, no white space, UTF-8."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def timestamp(value: datetime) -> str:
-    """A UTC time as ISO 8601 with microseconds (what every database gives back exactly)."""
-    return as_utc(value).isoformat(timespec="microseconds")
+from engage.hashchain import GENESIS_HASH, LedgerReport, chain_hash, timestamp
+from engage.registries.queries import enrolments_select
 
 
 def event_hash(
@@ -73,9 +56,8 @@ def event_hash(
         "method": str(method),
         "actor_id": actor_id,
         "receipt_id": receipt_id,
-        "prev_hash": prev_hash,
     }
-    return hashlib.sha256(canonical_json(fields)).hexdigest()
+    return chain_hash(fields, prev_hash)
 
 
 def hash_of(event: ConsentEvent) -> str:
@@ -249,18 +231,19 @@ def verify_current_state(session: Session) -> list[LedgerProblem]:
 
 def _registry_mask_problems(session: Session) -> list[LedgerProblem]:
     """Enrolments of participants without their mask row, and rows whose mask differs."""
+    enrolments = enrolments_select().subquery()
     missing = session.execute(
-        sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
-        .join(ConsentParticipant, ConsentParticipant.user_id == RegistryEnrolment.user_id)
+        sa.select(enrolments.c.user_id, enrolments.c.registry_id)
+        .join(ConsentParticipant, ConsentParticipant.user_id == enrolments.c.user_id)
         .outerjoin(
             ConsentRegistryMask,
             sa.and_(
-                ConsentRegistryMask.user_id == RegistryEnrolment.user_id,
-                ConsentRegistryMask.registry_id == RegistryEnrolment.registry_id,
+                ConsentRegistryMask.user_id == enrolments.c.user_id,
+                ConsentRegistryMask.registry_id == enrolments.c.registry_id,
             ),
         )
         .where(ConsentRegistryMask.user_id.is_(None))
-        .order_by(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)
+        .order_by(enrolments.c.user_id, enrolments.c.registry_id)
     )
     differing = session.execute(
         sa.select(ConsentRegistryMask.user_id, ConsentRegistryMask.registry_id)
@@ -321,3 +304,11 @@ def _mask_problems(session: Session) -> list[LedgerProblem]:
                 )
             )
     return problems
+
+
+def verify(session: Session) -> LedgerReport:
+    """The consent ledger's verifier for ``engage audit verify``: every chain, and the
+    maintained tables against it."""
+    checked, problems = verify_chains(session)
+    problems += verify_current_state(session)
+    return LedgerReport(checked=checked, problems=[str(problem) for problem in problems])

@@ -16,7 +16,6 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import RegistryEnrolment
 from engage.consent.errors import PublishRefused
 from engage.consent.models import (
     MAX_SCOPE_CODES,
@@ -24,6 +23,7 @@ from engage.consent.models import (
     ConsentRegistryMask,
     ConsentScopeCode,
 )
+from engage.registries import queries as registry_queries
 from engage.signals import registry_enrolments_changed
 
 
@@ -101,11 +101,7 @@ def sync_registry_masks(session: Session, user_id: int) -> None:
     )
     if mask is None:
         return
-    enrolled = set(
-        session.scalars(
-            sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user_id)
-        )
-    )
+    enrolled = registry_queries.enrolled_registry_ids(session, user_id)
     rows = dict(
         session.execute(
             sa.select(ConsentRegistryMask.registry_id, ConsentRegistryMask.permitted_mask).where(

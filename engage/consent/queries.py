@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engage.consent.errors import UnknownScope
-from engage.consent.ledger import GENESIS_HASH
 from engage.consent.models import (
     ConsentEvent,
     ConsentFormVersion,
@@ -46,6 +45,7 @@ from engage.consent.models import (
     ScopeKind,
     VersionStatus,
 )
+from engage.hashchain import GENESIS_HASH
 
 # Up to this many masks are listed in an IN (...) for an index-only count; beyond, the count
 # tests the bits of every row instead (still no events read).

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engage.consent.ledger import canonical_json
+from engage.hashchain import canonical_json
 
 RECEIPT_FORMAT = "engage-consent-receipt/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256"

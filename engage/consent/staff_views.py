@@ -151,7 +151,7 @@ def _render_version(
             scopes=page.scopes,
             diff=page.diff,
             compare_to=page.compare_to,
-            level=reading_level(version.summary),
+            level=reading_level(version.summary, version.language),
             max_grade=current_app.config["CONSENT_MAX_READING_GRADE"],
             scope_form=scope_form or ScopeForm(formdata=None),
             publish_form=publish_form or PublishForm(formdata=None),

@@ -27,7 +27,6 @@ from engage.consent.errors import (
     VersionImmutable,
     require_staff,
 )
-from engage.consent.ledger import canonical_json
 from engage.consent.models import (
     ConsentFormVersion,
     ConsentScope,
@@ -37,6 +36,7 @@ from engage.consent.models import (
 from engage.consent.queries import current_version, draft_version, scopes_of
 from engage.consent.readability import reading_level
 from engage.db import advisory_xact_lock, lock_rows
+from engage.hashchain import canonical_json
 
 SCOPE_CODE_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,39}$")
 # Arbitrary constant naming the advisory lock between decisions (shared) and publishing a
@@ -325,8 +325,10 @@ def publish_version(
     if not any(scope.is_required for scope in scopes):
         raise PublishRefused("Mark at least one scope as required: it says what taking part means.")
     justification = (justification or "").strip() or None
-    grade = reading_level(version.summary).grade
-    if grade > max_grade and not justification:
+    # Graded only where a formula for the summary's language exists (None otherwise: the
+    # summary then needs a native speaker's review rather than an English formula's number).
+    grade = reading_level(version.summary, version.language).grade
+    if grade is not None and grade > max_grade and not justification:
         raise JustificationRequired(
             f"The summary reads at grade {grade:.1f}, above the limit of {max_grade:g}. Write it "
             "more simply, or explain why it cannot be simpler."

@@ -67,3 +67,9 @@ def enrolled_registry_ids(session: Session, user_id: int) -> set[int]:
             sa.select(RegistryEnrolment.registry_id).where(RegistryEnrolment.user_id == user_id)
         )
     )
+
+
+def enrolments_select() -> sa.Select[tuple[int, int]]:
+    """A query of every (user_id, registry_id) enrolment, for other packages to join against
+    (e.g. consent checks each enrolled participant has a registry mask)."""
+    return sa.select(RegistryEnrolment.user_id, RegistryEnrolment.registry_id)

@@ -151,3 +151,18 @@ def advisory_xact_lock(session: Session, key: int, *, shared: bool = False) -> N
         return
     function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
     session.execute(sa.text(f"SELECT {function}(:key)"), {"key": key})
+
+
+def savepoint(session: Session) -> Any:
+    """``session.begin_nested()`` that cannot outlive the caller's rollback on SQLite.
+
+    pysqlite begins a transaction only before a data-changing statement; a SAVEPOINT issued
+    while only reads have run opens the outermost transaction itself, and releasing it then
+    commits (a later rollback of the request would not undo what it saved). A statement that
+    changes nothing makes pysqlite begin the real transaction first, so the savepoint nests in
+    it. (SQLAlchemy's documented alternative, emitting every BEGIN ourselves, turns each read
+    into a transaction that holds a snapshot, which changes what long-lived sessions see.)
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(sa.text("UPDATE alembic_version SET version_num = version_num WHERE 0"))
+    return session.begin_nested()

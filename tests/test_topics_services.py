@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from engage.accounts.models import Role, User
+from engage.db import Database
 from engage.outbox import OutboxMessage
 from engage.timeutil import utcnow
 from engage.topics import queries, services
@@ -316,3 +317,28 @@ def test_public_list_conditions_name_exactly_the_public_statuses():
         named = set(re.findall(r"'(\w+)'", text))
         assert named == {s.value for s in PUBLIC_STATUSES}
         assert "is_hidden = false" in text
+
+
+@pytest.mark.parametrize("action", ["report", "support"])
+def test_a_savepointed_write_is_undone_when_the_caller_rolls_back(app, people, published, action):
+    """The report and support services insert inside a savepoint (a duplicate is refused
+    without undoing the rest); the caller's rollback must still undo the whole change, also on
+    SQLite, where a savepoint opened before any write used to commit on release."""
+    fresh = Database.new_session(app)
+    try:
+        person = fresh.get(User, people["participant"].id)
+        if action == "report":
+            topic = fresh.get(Topic, published.id)
+            services.report_content(fresh, person, topic, None, "Off topic", utcnow(), 3)
+        else:
+            services.support_topic(fresh, person, published.id, utcnow())
+        fresh.rollback()
+    finally:
+        fresh.close()
+    check = Database.new_session(app)
+    try:
+        reports = check.scalar(sa.select(sa.func.count()).select_from(ContentReport))
+        supports = check.scalar(sa.select(sa.func.count()).select_from(TopicSupport))
+    finally:
+        check.close()
+    assert (reports, supports) == (0, 0)

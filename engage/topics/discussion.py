@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engage.accounts.models import User
+from engage.db import savepoint
 from engage.topics.errors import (
     AlreadyReported,
     CommentsClosed,
@@ -88,7 +89,7 @@ def report_content(
 ) -> bool:
     """Report a topic or comment; return True when it is now hidden pending review."""
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(
                 ContentReport(
                     topic_id=topic.id,

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from engage.accounts.models import User
-from engage.db import lock_rows
+from engage.db import lock_rows, savepoint
 from engage.topics.errors import (
     NotSupported,
     SupportBudgetReached,
@@ -110,7 +110,7 @@ def support_topic(session: Session, user: User, topic_id: int, now: datetime) ->
         )
     is_verified_clinician = user.is_verified_clinician
     try:
-        with session.begin_nested():
+        with savepoint(session):
             session.add(
                 TopicSupport(
                     topic_id=topic.id,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("engage", "governance", "newsletters")
 FEATURES = ("engage.accounts", "engage.registries", "engage.topics", "engage.consent")
 # The composition root and the command line wire the features together.

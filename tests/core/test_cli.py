@@ -34,7 +34,9 @@ def test_users_create_staff_reads_the_password_from_stdin(app, runner, session, 
     sign_in(client, user, password="a good long staff passphrase")
     assert client.get("/staff/users").status_code == 200
     actions = session.scalars(
-        sa.select(AuditEvent.action).where(AuditEvent.subject_user_id == user.id)
+        sa.select(AuditEvent.action)
+        .where(AuditEvent.subject_user_id == user.id)
+        .order_by(AuditEvent.id)
     )
     assert list(actions) == ["account_created_by_cli", "sign_in"]
 

@@ -10,6 +10,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from engage.accounts import queries as account_queries
 from engage.accounts.models import Role, User
 from engage.topics.models import (
     PUBLIC_STATUS_ORDER,
@@ -183,8 +184,7 @@ def list_topics(
         order = [Topic.support_count.desc(), Topic.id.desc()]
     page = max(1, page)
     result = session.execute(
-        sa.select(Topic, User.display_name)
-        .join(User, User.id == Topic.author_id)
+        sa.select(Topic, account_queries.display_name_of(Topic.author_id))
         .where(*conditions)
         .order_by(*order)
         .limit(per_page)
@@ -265,7 +265,7 @@ def similar_topics(
 # The topic's page and the author's own list -----------------------------------------------------
 def author_name(session: Session, topic: Topic) -> str | None:
     """The display name of ``topic``'s author."""
-    return session.scalar(sa.select(User.display_name).where(User.id == topic.author_id))
+    return account_queries.display_names(session, [topic.author_id]).get(topic.author_id)
 
 
 def comments_with_authors(session: Session, topic_id: int) -> list[tuple[TopicComment, str]]:
@@ -273,8 +273,7 @@ def comments_with_authors(session: Session, topic_id: int) -> list[tuple[TopicCo
     return [
         (comment, name)
         for comment, name in session.execute(
-            sa.select(TopicComment, User.display_name)
-            .join(User, User.id == TopicComment.author_id)
+            sa.select(TopicComment, account_queries.display_name_of(TopicComment.author_id))
             .where(TopicComment.topic_id == topic_id)
             .order_by(TopicComment.created_at, TopicComment.id)
         )
@@ -296,8 +295,7 @@ def awaiting_moderation(session: Session) -> list[tuple[Topic, str]]:
     return [
         (topic, name)
         for topic, name in session.execute(
-            sa.select(Topic, User.display_name)
-            .join(User, User.id == Topic.author_id)
+            sa.select(Topic, account_queries.display_name_of(Topic.author_id))
             .where(Topic.status == TopicStatus.SUBMITTED)
             .order_by(Topic.created_at)
         )

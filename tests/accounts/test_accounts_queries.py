@@ -53,3 +53,13 @@ def test_names_and_addresses_by_id(session, make_user):
     assert queries.emails(session, [one.id]) == {one.id: one.email}
     assert queries.display_names(session, []) == {}
     assert queries.user_id_by_email(session, f"  {one.email.upper()} ") == one.id
+
+
+def test_display_name_of_is_a_column_for_other_packages_statements(session, make_user):
+    import sqlalchemy as sa
+
+    from engage.accounts.models import User
+
+    person = make_user(display_name="Ana")
+    name = session.scalar(sa.select(queries.display_name_of(User.id)).where(User.id == person.id))
+    assert name == "Ana"

@@ -69,6 +69,7 @@ def import_models() -> None:
     from engage.consent import models as consent_models  # noqa: F401
     from engage.registries import models as registry_models  # noqa: F401
     from engage.topics import models as topic_models  # noqa: F401
+    from governance import models as governance_models  # noqa: F401
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -329,9 +330,11 @@ def _register_mail_kinds(app: Flask) -> None:
 def _register_ledgers(app: Flask) -> None:
     from engage import hashchain
     from engage.consent import ledger as consent_ledger
+    from governance import chain as governance_chain
 
     ledgers = hashchain.Ledgers()
     ledgers.register("consent", consent_ledger.verify)
+    ledgers.register("decision", governance_chain.verify)
     hashchain.init_app(app, ledgers)
 
 

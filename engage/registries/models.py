@@ -24,6 +24,8 @@ class Registry(Base):
     # Registries are retired, never deleted: decisions and enrolments refer to them.
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Counts of people below this are shown as "fewer than N" (small-cell suppression).
+    small_cell_threshold: Mapped[int] = mapped_column(default=5, server_default="5")
 
 
 class RegistryEnrolment(Base):

@@ -26,6 +26,12 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def _is_day_list(value: str) -> bool:
+    """Whether ``value`` lists whole numbers of days above 0, comma-separated (empty: none)."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    return all(part.isdigit() and int(part) > 0 for part in parts)
+
+
 def _derived_receipt_key(secret_key: str) -> str:
     """A consent-receipt key derived from ``SECRET_KEY``, for development and tests only.
 
@@ -105,6 +111,10 @@ class Config:
             "CONSENT_CONTROLLER", "MS research network coordination centre"
         )
 
+        # Governance: how many days before a registry's deadline its custodians are reminded
+        # (comma-separated, e.g. "7,1": a week before and the day before).
+        self.GOVERNANCE_REMINDER_DAYS = os.environ.get("GOVERNANCE_REMINDER_DAYS", "7,1")
+
         self.SIGN_IN_RATE_LIMIT = "10 per minute;50 per hour"
         self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"
         self.RESET_RATE_LIMIT = "5 per minute;20 per hour"
@@ -118,6 +128,11 @@ class Config:
             )
         if self.MAIL_BACKEND == "sendgrid" and not self.SENDGRID_API_KEY:
             found.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY to be set.")
+        if not _is_day_list(self.GOVERNANCE_REMINDER_DAYS):
+            found.append(
+                "GOVERNANCE_REMINDER_DAYS must list whole numbers of days above 0, separated by "
+                f"commas, e.g. 7,1 (got {self.GOVERNANCE_REMINDER_DAYS!r})."
+            )
         return found
 
     def validate(self) -> None:

@@ -290,8 +290,10 @@ def _connect_receivers() -> None:
     """Connect the packages' signal receivers (see ``engage.signals``); connecting twice is a
     no-op, so several apps in one process share them."""
     from engage.consent import masks as consent_masks
+    from governance import notices as governance_notices
 
     consent_masks.connect_receivers()
+    governance_notices.connect_receivers()
 
 
 def _register_jobs(app: Flask) -> None:
@@ -299,6 +301,7 @@ def _register_jobs(app: Flask) -> None:
     from engage.accounts import jobs as account_jobs
     from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
+    from governance import jobs as governance_jobs
 
     registry = JobRegistry()
     registry.register(
@@ -310,6 +313,7 @@ def _register_jobs(app: Flask) -> None:
     )
     account_jobs.register(registry)
     consent_jobs.register(registry)
+    governance_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
 
 
@@ -318,11 +322,13 @@ def _register_mail_kinds(app: Flask) -> None:
     from engage.accounts import emails as account_emails
     from engage.consent import emails as consent_emails
     from engage.topics import emails as topic_emails
+    from governance import emails as governance_emails
 
     kinds = outbox.MailKinds()
     account_emails.register_kinds(kinds)
     topic_emails.register_kinds(kinds)
     consent_emails.register_kinds(kinds)
+    governance_emails.register_kinds(kinds)
     outbox.init_app(app, kinds)
     delivery.init_app(app)
 

@@ -27,3 +27,11 @@ class InvalidProposal(GovernanceError):
 
 class DeadlinePassed(GovernanceError):
     """The registry's deadline has passed: the thread is closed to decisions."""
+
+
+class TextTooLong(GovernanceError):
+    """A reason, condition, question or answer is longer than the limit."""
+
+
+class InvalidVariable(GovernanceError):
+    """A catalogue variable's details are incomplete, malformed or clash with another's code."""

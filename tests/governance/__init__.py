@@ -1,0 +1,1 @@
+"""Tests of the governance package: proposals, registry decisions, cohorts and deadlines."""

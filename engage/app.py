@@ -162,6 +162,20 @@ def _register_blueprints(app: Flask) -> None:
     audit_views.init_app(app, account_emails=account_queries.emails)
     for blueprint in (pages, auth, account, staff, topics, consent, consent_staff, outbox_staff):
         app.register_blueprint(blueprint)
+    _register_governance_blueprints(app)
+
+
+def _register_governance_blueprints(app: Flask) -> None:
+    """Governance's pages, staff pages and JSON API (the API authenticates by token, so it
+    takes no CSRF token; its writes need the token in the Authorization header)."""
+    from engage.extensions import csrf
+    from governance.api import api
+    from governance.staff_views import governance_staff
+    from governance.views import governance
+
+    csrf.exempt(api)
+    for blueprint in (governance, governance_staff, api):
+        app.register_blueprint(blueprint)
 
 
 def _register_template_filters(app: Flask) -> None:

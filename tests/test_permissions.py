@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,13 +27,15 @@ from engage.consent import decisions as consent_decisions
 from engage.consent import queries as consent_queries
 from engage.consent import versions as consent_versions
 from engage.consent.models import ConsentEvent, ConsentFormVersion, VersionStatus
-from engage.consent.seed import FIRST_FORM
+from engage.consent.seed import FIRST_FORM, FIRST_SCOPES
 from engage.db import Database
 from engage.outbox import OutboxMessage
 from engage.registries.models import Registry, RegistryEnrolment
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
+from governance import catalogue, proposals
+from governance.models import AnalysisMode, ConsentNotice
 from tests import consent_support
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
 
@@ -129,6 +132,9 @@ ACCESS: dict[str, Access] = {
     "staff.new_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.audit_log": Access(get=only("staff")),
+    # governance: staff pages (proposals, dispatch, matrix, overdue, catalogue).
+    # governance: custodian, proposer and public pages.
+    # governance: the JSON API for registries.
     "outbox_staff.overview": Access(get=only("staff")),
     "outbox_staff.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     # Research topics. Reading is public; contributing is for people with MS, healthcare
@@ -219,6 +225,7 @@ class World:
     topic_id: int
     comment_id: int
     message_id: int
+    governance: dict[str, Any]
     consent: dict[str, Any]
 
     def url_values(self) -> dict[str, Any]:
@@ -231,6 +238,7 @@ class World:
             "comment_id": self.comment_id,
             "message_id": self.message_id,
             **self.consent,
+            **self.governance,
         }
 
 
@@ -264,16 +272,69 @@ def world(app, make_user, make_registry) -> World:
         # Publishing queued an email to the author: the outbox pages point at it.
         message_id = session.scalar(sa.select(sa.func.max(OutboxMessage.id)))
         consent = _consent_world(app, session, author, staff)
+        registry = make_registry(code="SMSREG")
+        governance = _governance_world(session, staff, registry)
     finally:
         session.close()
     return World(
         target=make_user(Role.CLINICIAN),
-        registry=make_registry(code="SMSREG"),
+        registry=registry,
         topic_id=topic_id,
         comment_id=comment_id,
         message_id=message_id,
         consent=consent,
+        governance=governance,
     )
+
+
+def _governance_world(session, staff: User, registry: Registry) -> dict[str, Any]:
+    """A catalogue variable, and a proposal by staff sent to ``registry`` (one decision
+    thread), with one consent notice for that registry; the consent form is published."""
+    staff = session.get(User, staff.id)
+    now = utcnow()
+    variable = catalogue.add_variable(
+        session, staff, catalogue.VariableDetails("EDSS_TEST", "EDSS", "Disability", "Scores"), now
+    )
+    proposal = proposals.create_draft(
+        session,
+        staff,
+        proposals.ProposalDetails(
+            title="Fatigue and DMT exposure",
+            lead_researcher="Dr A. Researcher",
+            institution="Karolinska Institutet",
+            sponsor="Network",
+            plain_summary="We want to learn about fatigue.",
+            scientific_summary="A cohort study.",
+            language="en",
+            analysis_mode=AnalysisMode.FEDERATED,
+            ethics_reference="EC-1",
+            topic_id=None,
+            decision_deadline=now + timedelta(days=30),
+            scope_codes=[FIRST_SCOPES[0].code],
+            variable_ids=[variable.id],
+        ),
+        now,
+    )
+    proposals.submit(session, staff, proposal, now)
+    proposals.start_screening(session, staff, proposal, now)
+    (thread,) = proposals.send_to_registries(session, staff, proposal, [registry.id], now)
+    notice = ConsentNotice(
+        registry_id=registry.id,
+        proposal_id=proposal.id,
+        pseudonym="00000000-0000-4000-8000-000000000001",
+        scope_code=FIRST_SCOPES[0].code,
+        receipt_id="00000000-0000-4000-8000-000000000002",
+        created_at=now,
+    )
+    session.add(notice)
+    session.commit()
+    return {
+        "proposal_id": proposal.id,
+        "thread_id": thread.id,
+        "registry_code": registry.code,
+        "notice_id": notice.id,
+        "variable_id": variable.id,
+    }
 
 
 def _consent_world(app: Flask, session, author: User, staff: User) -> dict[str, Any]:

@@ -169,6 +169,11 @@ def _register_governance_blueprints(app: Flask) -> None:
     """Governance's pages, staff pages and JSON API (the API authenticates by token, so it
     takes no CSRF token; its writes need the token in the Authorization header)."""
     from engage.extensions import csrf
+    from governance import (
+        catalogue_views,  # noqa: F401 - /staff/governance/catalogue
+        proposer_views,  # noqa: F401 - /governance/proposals, /projects
+        token_views,  # noqa: F401 - /governance/tokens
+    )
     from governance.api import api
     from governance.staff_views import governance_staff
     from governance.views import governance

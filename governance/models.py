@@ -243,3 +243,25 @@ class ConsentNotice(Base):
         sa.UniqueConstraint("receipt_id", "registry_id", "proposal_id", "scope_code"),
         sa.Index("ix_governance_consent_notices_open", "registry_id", "acknowledged_at"),
     )
+
+
+class ApiToken(Base):
+    """A custodian's token for the registry API (``/api/v1``). Only its SHA-256 hash is kept:
+    the token itself is shown once, when it is created."""
+
+    __tablename__ = "governance_api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The custodian it acts for (with exactly their rights, checked at every request).
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # What its owner calls it, e.g. "Nightly sync".
+    name: Mapped[str] = mapped_column(sa.String(80))
+    # The token's first characters (not secret), so its owner can tell tokens apart.
+    display_prefix: Mapped[str] = mapped_column(sa.String(16))
+    # Hex SHA-256 of the whole token: a stolen database cannot be replayed against the API.
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Updated at most once a minute, so reading the API does not write on every request.
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set when its owner revoked it; a revoked token never works again.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -21,16 +21,25 @@ from engage.accounts.models import User
 from engage.registries.models import Registry
 from engage.roles import Role
 from engage.security import is_approved_custodian
+from engage.topics.models import Topic, TopicStatus
 from governance.decisions import effective_deadline
 from governance.errors import NotAllowed
 from governance.models import (
+    CatalogueVariable,
     DecisionEvent,
     DecisionThread,
     Proposal,
     ProposalStatus,
+    ProposalStatusChange,
+    ProposalVariable,
     ThreadStatus,
 )
-from governance.rules import DECIDED_THREAD_STATUSES, OPEN_THREAD_STATUSES
+from governance.rules import (
+    APPROVING_THREAD_STATUSES,
+    DECIDED_THREAD_STATUSES,
+    OPEN_THREAD_STATUSES,
+    PUBLIC_PROJECT_STATUSES,
+)
 
 # Open threads whose deadline is this close are listed as overdue too, so staff can nudge.
 OVERDUE_WARNING = timedelta(days=1)
@@ -253,3 +262,175 @@ def overdue(session: Session, now: datetime) -> list[OverdueThread]:
         )
         for row in rows
     ]
+
+
+# For the staff pages ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StatusChangeRow:
+    """One step of a proposal's status history, with the name of who took it."""
+
+    from_status: ProposalStatus | None
+    to_status: ProposalStatus
+    # None when the scheduler took the step.
+    actor_name: str | None
+    reason: str | None
+    created_at: datetime
+
+
+def status_history(session: Session, proposal: Proposal) -> list[StatusChangeRow]:
+    """``proposal``'s status changes, oldest first, with their actors' names. One statement."""
+    rows = session.execute(
+        sa.select(ProposalStatusChange, User.display_name)
+        .outerjoin(User, User.id == ProposalStatusChange.actor_id)
+        .where(ProposalStatusChange.proposal_id == proposal.id)
+        .order_by(ProposalStatusChange.created_at, ProposalStatusChange.id)
+    )
+    return [
+        StatusChangeRow(
+            from_status=row.ProposalStatusChange.from_status,
+            to_status=row.ProposalStatusChange.to_status,
+            actor_name=row.display_name,
+            reason=row.ProposalStatusChange.reason,
+            created_at=row.ProposalStatusChange.created_at,
+        )
+        for row in rows
+    ]
+
+
+def proposals_for_staff(session: Session) -> list[Proposal]:
+    """Every proposal, most recently changed first (staff group them by status). One
+    statement."""
+    return list(
+        session.scalars(
+            sa.select(Proposal).order_by(Proposal.updated_at.desc(), Proposal.id.desc())
+        )
+    )
+
+
+def adopted_topics(session: Session) -> list[tuple[int, str]]:
+    """(id, title) of the research topics adopted for research, by title: the topics a
+    proposal may answer. One statement."""
+    return [
+        (row.id, row.title)
+        for row in session.execute(
+            sa.select(Topic.id, Topic.title)
+            .where(Topic.status == TopicStatus.ADOPTED)
+            .order_by(Topic.title, Topic.id)
+        )
+    ]
+
+
+# For the custodian, proposer and public pages ---------------------------------------------------
+def registry_by_code(session: Session, code: str) -> Registry | None:
+    """The registry whose code is ``code`` (as written in its address), or None."""
+    return session.scalars(sa.select(Registry).where(Registry.code == code)).first()
+
+
+def registry_thread(session: Session, proposal_id: int, registry_id: int) -> DecisionThread | None:
+    """The registry's decision thread on the proposal, or None if it was not sent there."""
+    return session.scalars(
+        sa.select(DecisionThread).where(
+            DecisionThread.proposal_id == proposal_id,
+            DecisionThread.registry_id == registry_id,
+        )
+    ).first()
+
+
+def requested_variables(session: Session, proposal: Proposal) -> list[CatalogueVariable]:
+    """The catalogue variables ``proposal`` requests (retired ones included), by domain and
+    name. One statement."""
+    return list(
+        session.scalars(
+            sa.select(CatalogueVariable)
+            .join(ProposalVariable, ProposalVariable.variable_id == CatalogueVariable.id)
+            .where(ProposalVariable.proposal_id == proposal.id)
+            .order_by(CatalogueVariable.domain, CatalogueVariable.name, CatalogueVariable.id)
+        )
+    )
+
+
+def thread_events(session: Session, proposal: Proposal) -> dict[int, list[DecisionEvent]]:
+    """Every thread's events on ``proposal``, by thread id, in chain order (for the proposer
+    and staff, who see the whole matrix). One statement."""
+    grouped: dict[int, list[DecisionEvent]] = {}
+    for event in session.scalars(
+        sa.select(DecisionEvent)
+        .where(DecisionEvent.proposal_id == proposal.id)
+        .order_by(DecisionEvent.seq)
+    ):
+        grouped.setdefault(event.thread_id, []).append(event)
+    return grouped
+
+
+def proposals_by(session: Session, proposer_id: int) -> list[Proposal]:
+    """The proposals ``proposer_id`` made, most recently changed first. One statement."""
+    return list(
+        session.scalars(
+            sa.select(Proposal)
+            .where(Proposal.proposer_id == proposer_id)
+            .order_by(Proposal.updated_at.desc(), Proposal.id.desc())
+        )
+    )
+
+
+@dataclass(frozen=True)
+class PublicProject:
+    """A project as the public register shows it: no people, no decisions' texts."""
+
+    proposal_id: int
+    title: str
+    plain_summary: str
+    language: str
+    status: ProposalStatus
+    # Names of the registries taking part (their threads approve), by name.
+    registries: list[str]
+    topic_id: int | None
+    topic_title: str | None
+
+
+def public_projects(session: Session) -> list[PublicProject]:
+    """Active and completed projects, newest first, with their participating registries and
+    the research topic each answers. Two statements."""
+    rows = session.execute(
+        sa.select(Proposal, Topic.title.label("topic_title"))
+        .outerjoin(Topic, Topic.id == Proposal.topic_id)
+        .where(Proposal.status.in_(PUBLIC_PROJECT_STATUSES))
+        .order_by(Proposal.sent_at.desc(), Proposal.id.desc())
+    ).all()
+    ids = [row.Proposal.id for row in rows]
+    taking_part: dict[int, list[str]] = {}
+    for proposal_id, name in session.execute(
+        sa.select(DecisionThread.proposal_id, Registry.name)
+        .join(Registry, Registry.id == DecisionThread.registry_id)
+        .where(
+            DecisionThread.proposal_id.in_(ids),
+            DecisionThread.status.in_(APPROVING_THREAD_STATUSES),
+        )
+        .order_by(Registry.name, Registry.id)
+    ):
+        taking_part.setdefault(proposal_id, []).append(name)
+    return [
+        PublicProject(
+            proposal_id=row.Proposal.id,
+            title=row.Proposal.title,
+            plain_summary=row.Proposal.plain_summary,
+            language=row.Proposal.language,
+            status=row.Proposal.status,
+            registries=taking_part.get(row.Proposal.id, []),
+            topic_id=row.Proposal.topic_id,
+            topic_title=row.topic_title,
+        )
+        for row in rows
+    ]
+
+
+def proposal_titles(session: Session, proposal_ids: set[int]) -> dict[int, str]:
+    """The titles of ``proposal_ids``, by id. One statement (none for no ids)."""
+    if not proposal_ids:
+        return {}
+    return {
+        row.id: row.title
+        for row in session.execute(
+            sa.select(Proposal.id, Proposal.title).where(Proposal.id.in_(proposal_ids))
+        )
+    }

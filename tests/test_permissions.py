@@ -133,8 +133,88 @@ ACCESS: dict[str, Access] = {
     "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.audit_log": Access(get=only("staff")),
     # governance: staff pages (proposals, dispatch, matrix, overdue, catalogue).
+    # The world's proposal was sent by another staff member: it cannot be edited (→ its page),
+    # only its proposer submits it (403), and it is past screening and not yet a project (409).
+    "governance_staff.index": Access(get=only("staff")),
+    "governance_staff.new_proposal": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "governance_staff.proposal": Access(get=only("staff")),
+    "governance_staff.edit_proposal": Access(
+        get=only("staff", allowed="→ /staff/governance/proposals/N"),
+        post=only("staff", allowed="→ /staff/governance/proposals/N"),
+    ),
+    "governance_staff.submit_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=FORBIDDEN)
+    ),
+    "governance_staff.start_screening": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=409)
+    ),
+    "governance_staff.return_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "governance_staff.reject_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "governance_staff.send_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "governance_staff.complete_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=409)
+    ),
+    "governance_staff.close_proposal": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=409)
+    ),
+    "governance_staff.extend_deadline": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "governance_staff.overdue": Access(get=only("staff")),
+    "governance_staff.catalogue_page": Access(get=only("staff")),
+    "governance_staff.new_variable": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "governance_staff.edit_variable": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "governance_staff.retire_variable": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "governance_staff.reinstate_variable": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
     # governance: custodian, proposer and public pages.
+    # The table's custodian decides for another registry than the world's (403); only the
+    # proposer acts on a proposal (the world's is another staff member's), staff may read it.
+    "governance.registry_inbox": Access(get=signed_in(FORBIDDEN)),
+    "governance.registry_proposal": Access(get=signed_in(FORBIDDEN)),
+    "governance.open_for_review": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.ask_for_information": Access(
+        get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)
+    ),
+    "governance.approve": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.approve_with_conditions": Access(
+        get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)
+    ),
+    "governance.decline": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.withdraw_approval": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.registry_notices": Access(get=signed_in(FORBIDDEN)),
+    "governance.acknowledge_notice": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.my_proposals": Access(get=only("clinician", "staff")),
+    "governance.new_proposal": Access(
+        get=only("clinician", "staff"), post=only("clinician", "staff", allowed=BAD)
+    ),
+    "governance.edit_proposal": Access(get=signed_in(FORBIDDEN), post=signed_in(FORBIDDEN)),
+    "governance.proposal_status": Access(get=only("staff")),
+    "governance.submit_proposal": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.withdraw_proposal": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.answer_information": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.accept_conditions": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.refuse_conditions": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
+    "governance.projects": Access(get=everyone(OK)),
     # governance: the JSON API for registries.
+    # The API answers to a bearer token only: a signed-in session without one is 401, on GET
+    # and on an empty POST alike. Its description is public. The token page is for approved
+    # custodians; revoking answers 404 for a token that is not the signed-in person's.
+    "governance_api.openapi_json": Access(get=everyone(OK)),
+    "governance_api.list_proposals": Access(get=everyone(401)),
+    "governance_api.proposal_detail": Access(get=everyone(401)),
+    "governance_api.record_decision": Access(get=everyone(NOT_ALLOWED), post=everyone(401)),
+    "governance.tokens_page": Access(get=only("custodian"), post=only("custodian", allowed=BAD)),
+    "governance.revoke_token": Access(get=everyone(NOT_ALLOWED), post=signed_in(NOT_FOUND)),
     "outbox_staff.overview": Access(get=only("staff")),
     "outbox_staff.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     # Research topics. Reading is public; contributing is for people with MS, healthcare
@@ -328,12 +408,25 @@ def _governance_world(session, staff: User, registry: Registry) -> dict[str, Any
     )
     session.add(notice)
     session.commit()
+    # An API token held by nobody the table signs in as (the revoke page's token_id).
+    from governance.models import ApiToken
+
+    token = ApiToken(
+        user_id=staff.id,
+        name="Sync",
+        display_prefix="eng_AAAAAAAA",
+        token_hash="0" * 64,
+        created_at=now,
+    )
+    session.add(token)
+    session.commit()
     return {
         "proposal_id": proposal.id,
         "thread_id": thread.id,
         "registry_code": registry.code,
         "notice_id": notice.id,
         "variable_id": variable.id,
+        "token_id": token.id,
     }
 
 
@@ -387,23 +480,36 @@ def _outcome(response: Any, asked: str) -> int | str:
 
 
 def _check_every_rule(
-    app: Flask, client: FlaskClient, world: World, viewer: str, column: str
+    app: Flask,
+    client: FlaskClient,
+    world: World,
+    viewer: str,
+    column: str,
+    *,
+    without_custodian_rights: bool = False,
 ) -> list[str]:
-    """Request every rule as the current client and list where the answer differs."""
+    """Request every rule as the current client and list where the answer differs.
+
+    :param without_custodian_rights: the viewer is a custodian whose request is not approved:
+        CUSTODIAN_ONLY pages must refuse them (403) whatever the column says.
+    """
     mismatches = []
     for rule in _app_rules(app):
         access = ACCESS.get(rule.endpoint)
         if access is None:
             mismatches.append(f"{rule.endpoint}: not in ACCESS; declare its access rule")
             continue
+        refused = without_custodian_rights and rule.endpoint in CUSTODIAN_ONLY
         url = _url(app, rule, world)
         got = _outcome(client.get(url), url)
-        if got != access.get[column]:
-            mismatches.append(f"GET {url}: {viewer} got {got}, expected {access.get[column]}")
+        expected = FORBIDDEN if refused and access.get[column] == OK else access.get[column]
+        if got != expected:
+            mismatches.append(f"GET {url}: {viewer} got {got}, expected {expected}")
         if access.post is not None:
             got = _outcome(post_form(client, url, {}), url)
-            if got != access.post[column]:
-                mismatches.append(f"POST {url}: {viewer} got {got}, expected {access.post[column]}")
+            expected = FORBIDDEN if refused else access.post[column]
+            if got != expected:
+                mismatches.append(f"POST {url}: {viewer} got {got}, expected {expected}")
     return mismatches
 
 
@@ -482,12 +588,22 @@ def test_accounts_without_extra_status_get_what_their_role_gets(
     app, client, world, as_role, viewer, role, options, same_as
 ):
     as_role(role, **options)
-    mismatches = _check_every_rule(app, client, world, viewer, same_as)
+    mismatches = _check_every_rule(
+        app,
+        client,
+        world,
+        viewer,
+        same_as,
+        without_custodian_rights=options.get("custodian_status") != CustodianStatus.APPROVED
+        and role == Role.CUSTODIAN,
+    )
     assert mismatches == [], "\n".join(mismatches)
 
 
-# Pages that need approved custodian rights (none yet).
-CUSTODIAN_ONLY: frozenset[str] = frozenset()
+# Pages that need approved custodian rights, whatever registry: the custodian's own API tokens.
+# (Registry pages need rights for one registry: the table's custodian acts for another one,
+# so they answer 403 like they do to everybody but staff.)
+CUSTODIAN_ONLY: frozenset[str] = frozenset({"governance.tokens_page"})
 
 
 def test_custodians_get_nothing_beyond_other_non_staff_accounts_but_custodian_pages():

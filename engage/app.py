@@ -109,6 +109,7 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _register_jobs(app)
     _register_mail_kinds(app)
     _register_ledgers(app)
+    _register_demo_seeders(app)
     _connect_receivers()
     _register_cli(app)
     return app
@@ -361,6 +362,15 @@ def _register_ledgers(app: Flask) -> None:
     ledgers.register("consent", consent_ledger.verify)
     ledgers.register("decision", governance_chain.verify)
     hashchain.init_app(app, ledgers)
+
+
+def _register_demo_seeders(app: Flask) -> None:
+    from engage import demo
+    from governance import demo as governance_demo
+
+    seeders = demo.DemoSeeders()
+    seeders.register(governance_demo.seed)
+    demo.init_app(app, seeders)
 
 
 def _register_cli(app: Flask) -> None:

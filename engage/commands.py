@@ -121,11 +121,12 @@ def demo_group() -> None:
 @demo_group.command("seed")
 @with_appcontext
 def demo_seed() -> None:
-    """Create the network's registries and one demo account per role (idempotent)."""
+    """Create the network's registries, one demo account per role, and the packages' demo
+    data (idempotent)."""
     import json
 
     from engage.db import get_session
-    from engage.demo import DemoRefused, credentials_file, seed_demo
+    from engage.demo import DemoRefused, credentials_file, demo_seeders, seed_demo
     from engage.timeutil import utcnow
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -133,7 +134,7 @@ def demo_seed() -> None:
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     session = get_session()
     try:
-        lines = seed_demo(session, app.config, known, utcnow())
+        lines = seed_demo(session, app.config, known, utcnow(), demo_seeders(app))
     except DemoRefused as exc:
         raise click.ClickException(str(exc)) from None
     session.commit()

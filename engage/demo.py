@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,36 @@ DEMO_ACCOUNTS = [
 
 class DemoRefused(RuntimeError):
     """Demo data must never reach a production database."""
+
+
+# A package's demo data: (session, config, now) -> one line saying what it holds. It runs after
+# the core's (registries, demo accounts, topics, the consent form), never commits, and changes
+# nothing when its data is already there.
+DemoSeeder = Callable[[Session, Mapping[str, Any], datetime], str]
+
+
+@dataclass
+class DemoSeeders:
+    """The packages' demo seeders, in registration order (bound at composition time)."""
+
+    seeders: list[DemoSeeder] = field(default_factory=list)
+
+    def register(self, seeder: DemoSeeder) -> None:
+        """Run ``seeder`` after the core's demo data (and after those registered before it)."""
+        self.seeders.append(seeder)
+
+    def __iter__(self) -> Iterator[DemoSeeder]:
+        return iter(self.seeders)
+
+
+def init_app(app: Flask, seeders: DemoSeeders) -> None:
+    """Bind the registered demo seeders to ``app``."""
+    app.extensions["engage.demo_seeders"] = seeders
+
+
+def demo_seeders(app: Flask) -> DemoSeeders:
+    """The app's registered demo seeders (none when the composition root bound none)."""
+    return app.extensions.get("engage.demo_seeders") or DemoSeeders()
 
 
 DEMO_TOPICS = [
@@ -99,13 +130,19 @@ def check_allowed(config: Mapping[str, Any]) -> None:
 
 
 def seed_demo(
-    session: Session, config: Mapping[str, Any], known: dict[str, str], now: datetime
+    session: Session,
+    config: Mapping[str, Any],
+    known: dict[str, str],
+    now: datetime,
+    seeders: Iterable[DemoSeeder] = (),
 ) -> list[str]:
-    """Create registries, demo accounts, topics and the first consent form where missing
-    (the caller commits); return lines describing the sign-ins.
+    """Create registries, demo accounts, topics and the first consent form where missing,
+    then run the packages' ``seeders`` (the caller commits); return lines describing the
+    sign-ins, then one line per seeder.
 
     :param known: demo passwords by address from earlier runs; new accounts' generated
         passwords are added to it, for the caller to keep.
+    :param seeders: the packages' demo data (see :class:`DemoSeeders`), run in order.
     """
     check_allowed(config)
     lines: list[str] = []
@@ -137,12 +174,13 @@ def seed_demo(
     session.flush()
     _seed_topics(session, now)
     _seed_consent(session, config, now)
+    extra = [seeder(session, config, now) for seeder in seeders]
     header = [
         f"Demo data ready: {len(REGISTRIES)} registries, {len(DEMO_ACCOUNTS)} demo accounts, "
         f"{len(DEMO_TOPICS)} research topics, the first consent form.",
         "Demo sign-ins (role, email, password):",
     ]
-    return header + lines
+    return header + lines + extra
 
 
 def _seed_consent(session: Session, config: Mapping[str, Any], now: datetime) -> None:

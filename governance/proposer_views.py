@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import abort, render_template, url_for
+from flask import abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -143,7 +143,10 @@ def edit_proposal(proposal_id: int):
             "returned to you can be changed.",
             _status_page(proposal.id),
         )
-    form = _proposal_form(session, obj=details_of(session, proposal))
+    # The saved details fill the form only on GET: a POST missing a field must not fall back
+    # to them (it would be "saved" without the person having sent it).
+    saved_details = details_of(session, proposal) if request.method == "GET" else None
+    form = _proposal_form(session, obj=saved_details)
     if not form.validate_on_submit():
         return _proposal_form_page(form, proposal)
     me = signed_in_person()

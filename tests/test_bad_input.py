@@ -17,6 +17,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -59,8 +60,25 @@ from engage.topics.models import (
     TopicSupport,
     TopicSupportEvent,
 )
+from governance import catalogue, chain, decisions, proposals
+from governance.models import (
+    AnalysisMode,
+    ApiToken,
+    CatalogueVariable,
+    ConsentNotice,
+    DecisionEvent,
+    DecisionEventKind,
+    DecisionThread,
+    Proposal,
+    ProposalScope,
+    ProposalStatus,
+    ProposalStatusChange,
+    ProposalVariable,
+    ThreadStatus,
+)
 from tests import consent_support
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
+from tests.governance.support import make_proposal
 
 NEW_PASSWORD = "a long enough passphrase"
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -342,6 +360,11 @@ class FormSpec:
     text_fields: tuple[str, ...] = ()
     choice_fields: tuple[str, ...] = ()
     number_fields: tuple[str, ...] = ()
+    # Date and time fields (``datetime-local`` inputs).
+    date_fields: tuple[str, ...] = ()
+    # False for a form whose every field is optional (a note): an empty post is accepted, so
+    # the checks that a body which is no HTML form changes nothing do not apply.
+    refuses_empty: bool = True
 
 
 FORMS: dict[str, FormSpec] = {
@@ -896,9 +919,508 @@ FORMS.update(
     }
 )
 
+
+# Governance forms ---------------------------------------------------------------------------------
+GOVERNANCE_SCOPE = "MS_RESEARCH"  # a required scope of the seed consent form
+GOVERNANCE_VARIABLES = (
+    ("EDSS", "EDSS score", "Disability"),
+    ("DMT_EXPOSURE", "DMT exposure", "Treatment"),
+)
+STAFF_GOVERNANCE = "/staff/governance"
+
+
+class NumberedPage(str):
+    """The landing of a post that creates a row: "→ /path/<n>" for whatever number it got."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        pattern = re.escape(str(self)).replace("<n>", r"\d+")
+        return isinstance(other, str) and re.fullmatch(pattern, other) is not None
+
+    __hash__ = str.__hash__
+
+
+def _governance_state(kit: Kit) -> dict[str, list[tuple]]:
+    """Every governance table, row by row, and governance's audit trail: what a refused post
+    must leave as it was."""
+    kit.session.expire_all()
+
+    def rows(*columns: Any) -> list[tuple]:
+        query = sa.select(*columns).order_by(*columns[:2])
+        return [tuple(row) for row in kit.session.execute(query)]
+
+    audit = sa.select(AuditEvent.id, AuditEvent.action).where(
+        AuditEvent.action.like("governance_%")
+    )
+    return {
+        "proposals": rows(
+            Proposal.id,
+            Proposal.status,
+            Proposal.title,
+            Proposal.lead_researcher,
+            Proposal.institution,
+            Proposal.sponsor,
+            Proposal.plain_summary,
+            Proposal.scientific_summary,
+            Proposal.language,
+            Proposal.analysis_mode,
+            Proposal.ethics_reference,
+            Proposal.topic_id,
+            Proposal.decision_deadline,
+        ),
+        "scopes": rows(ProposalScope.proposal_id, ProposalScope.scope_code),
+        "requested variables": rows(ProposalVariable.proposal_id, ProposalVariable.variable_id),
+        "status changes": rows(
+            ProposalStatusChange.id, ProposalStatusChange.to_status, ProposalStatusChange.reason
+        ),
+        "threads": rows(
+            DecisionThread.id,
+            DecisionThread.status,
+            DecisionThread.deadline,
+            DecisionThread.paused_since,
+            DecisionThread.conditions,
+        ),
+        "decision events": rows(DecisionEvent.id, DecisionEvent.kind, DecisionEvent.text),
+        "notices": rows(ConsentNotice.id, ConsentNotice.acknowledged_at),
+        "catalogue": rows(
+            CatalogueVariable.id,
+            CatalogueVariable.code,
+            CatalogueVariable.name,
+            CatalogueVariable.domain,
+            CatalogueVariable.description,
+            CatalogueVariable.is_active,
+        ),
+        "tokens": rows(ApiToken.id, ApiToken.name, ApiToken.revoked_at),
+        "audit": [tuple(row) for row in kit.session.execute(audit.order_by(AuditEvent.id))],
+        "notifications": rows(OutboxMessage.id, OutboxMessage.kind),
+    }
+
+
+def _governance_world(kit: Kit) -> dict[str, int]:
+    """The published seed consent form and two catalogue variables; their ids by code."""
+    _consent_form(kit)
+    staff = kit.session.get(User, kit.make_user(Role.STAFF).id)
+    made = {
+        code: catalogue.add_variable(
+            kit.session, staff, catalogue.VariableDetails(code, name, domain, f"{name}."), utcnow()
+        )
+        for code, name, domain in GOVERNANCE_VARIABLES
+    }
+    kit.session.commit()
+    return {code: variable.id for code, variable in made.items()}
+
+
+def _deadline_text(days: float = 30) -> str:
+    """A deadline as a ``datetime-local`` input sends it."""
+    return (utcnow() + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _proposal_data(variable_id: int, **changes: str) -> dict[str, str]:
+    """A proposal's details as the editor posts them."""
+    return {
+        "title": "Fatigue and DMT exposure",
+        "lead_researcher": "Dr Ana Lind",
+        "institution": "Karolinska Institutet",
+        "sponsor": "MS Society",
+        "plain_summary": "We want to learn why people with MS feel tired.",
+        "language": "en",
+        "scientific_summary": "A retrospective cohort study.",
+        "analysis_mode": "federated",
+        "ethics_reference": "EPN 2026-0001",
+        "topic_id": "",
+        "decision_deadline": _deadline_text(),
+        "scope_codes": GOVERNANCE_SCOPE,
+        "variable_ids": str(variable_id),
+        **changes,
+    }
+
+
+def _draft(kit: Kit, author_id: int, variable_id: int) -> Proposal:
+    """A draft by ``author_id`` made with the service; commits."""
+    details = proposals.ProposalDetails(
+        title="Vitamin D and relapses",
+        lead_researcher="Dr A",
+        institution="KI",
+        sponsor="Network",
+        plain_summary="Does vitamin D help?",
+        scientific_summary="A cohort study.",
+        language="en",
+        analysis_mode=AnalysisMode.POOLED,
+        ethics_reference="EC-1",
+        topic_id=None,
+        decision_deadline=utcnow() + timedelta(days=30),
+        scope_codes=[GOVERNANCE_SCOPE],
+        variable_ids=[variable_id],
+    )
+    proposal = proposals.create_draft(
+        kit.session, kit.session.get(User, author_id), details, utcnow()
+    )
+    kit.session.commit()
+    return proposal
+
+
+def _staff_proposal(kit: Kit, *steps: str, registries: tuple[Registry, ...] = ()) -> int:
+    """A draft by a staff member signed in on ``kit.client``, taken through ``steps``
+    ("submit", "screen", "send" or a status) with the services; returns its number."""
+    variables = _governance_world(kit)
+    staff = kit.as_role(Role.STAFF)
+    proposal = _draft(kit, staff.id, variables["EDSS"])
+    actor, now = kit.session.get(User, staff.id), utcnow()
+    for step in steps:
+        if step == "submit":
+            proposals.submit(kit.session, actor, proposal, now)
+        elif step == "screen":
+            proposals.start_screening(kit.session, actor, proposal, now)
+        elif step == "send":
+            registry_ids = [registry.id for registry in registries]
+            proposals.send_to_registries(kit.session, actor, proposal, registry_ids, now)
+        else:
+            proposals.set_status(kit.session, actor, proposal, ProposalStatus(step), now)
+    kit.session.commit()
+    return proposal.id
+
+
+def _staff_step(kit: Kit, path: str, data: dict[str, str], *steps: str) -> Prepared:
+    """A status step of the staff proposal page on a proposal taken through ``steps``."""
+    proposal_id = _staff_proposal(kit, *steps, registries=(kit.make_registry(),))
+    url = f"{STAFF_GOVERNANCE}/proposals/{proposal_id}"
+    return Prepared(f"{url}/{path}", data, lambda: _governance_state(kit), f"→ {url}")
+
+
+def _staff_new_proposal(kit: Kit) -> Prepared:
+    variables = _governance_world(kit)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/proposals/new",
+        _proposal_data(variables["EDSS"]),
+        lambda: _governance_state(kit),
+        NumberedPage(f"→ {STAFF_GOVERNANCE}/proposals/<n>"),
+    )
+
+
+def _staff_edit_proposal(kit: Kit) -> Prepared:
+    proposal_id = _staff_proposal(kit)
+    variable_id = kit.session.scalar(
+        sa.select(CatalogueVariable.id).where(CatalogueVariable.code == "DMT_EXPOSURE")
+    )
+    url = f"{STAFF_GOVERNANCE}/proposals/{proposal_id}"
+    return Prepared(
+        f"{url}/edit",
+        _proposal_data(variable_id),
+        lambda: _governance_state(kit),
+        f"→ {url}",
+    )
+
+
+def _staff_return(kit: Kit) -> Prepared:
+    return _staff_step(kit, "return", {"reason": "Name the sponsor."}, "submit")
+
+
+def _staff_reject(kit: Kit) -> Prepared:
+    return _staff_step(kit, "reject", {"reason": "Out of the network's scope."}, "submit", "screen")
+
+
+def _staff_send(kit: Kit) -> Prepared:
+    proposal_id = _staff_proposal(kit, "submit", "screen")
+    registry = kit.make_registry()
+    url = f"{STAFF_GOVERNANCE}/proposals/{proposal_id}"
+    return Prepared(
+        f"{url}/send",
+        {"registry_ids": str(registry.id)},
+        lambda: _governance_state(kit),
+        f"→ {url}",
+    )
+
+
+def _staff_extend_deadline(kit: Kit) -> Prepared:
+    proposal_id = _staff_proposal(
+        kit, "submit", "screen", "send", registries=(kit.make_registry(),)
+    )
+    thread_id = kit.session.scalar(
+        sa.select(DecisionThread.id).where(DecisionThread.proposal_id == proposal_id)
+    )
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/threads/{thread_id}/deadline",
+        {"deadline": _deadline_text(60), "reason": "Their board meets later."},
+        lambda: _governance_state(kit),
+        f"→ {STAFF_GOVERNANCE}/proposals/{proposal_id}",
+    )
+
+
+ACTIVE_PROJECT = ("submit", "screen", "send", "decisions_closed", "active")
+
+
+def _staff_complete(kit: Kit) -> Prepared:
+    return _staff_step(kit, "complete", {"reason": "Published in 2027."}, *ACTIVE_PROJECT)
+
+
+def _staff_close(kit: Kit) -> Prepared:
+    return _staff_step(kit, "close", {"reason": "Funding ended."}, *ACTIVE_PROJECT)
+
+
+VARIABLE_DATA = {
+    "code": "RELAPSE_RATE",
+    "name": "Relapse rate",
+    "domain": "Disease course",
+    "description": "Relapses a year.",
+}
+
+
+def _staff_new_variable(kit: Kit) -> Prepared:
+    _governance_world(kit)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/catalogue/new",
+        dict(VARIABLE_DATA),
+        lambda: _governance_state(kit),
+        f"→ {STAFF_GOVERNANCE}/catalogue",
+    )
+
+
+def _staff_edit_variable(kit: Kit) -> Prepared:
+    variable_id = _governance_world(kit)["EDSS"]
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/catalogue/{variable_id}/edit",
+        {**VARIABLE_DATA, "code": "EDSS", "name": "Expanded Disability Status Scale"},
+        lambda: _governance_state(kit),
+        f"→ {STAFF_GOVERNANCE}/catalogue",
+    )
+
+
+def _staff_retire_variable(kit: Kit) -> Prepared:
+    variable_id = _governance_world(kit)["EDSS"]
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/catalogue/{variable_id}/retire",
+        {"code": "EDSS"},
+        lambda: _governance_state(kit),
+        f"→ {STAFF_GOVERNANCE}/catalogue",
+    )
+
+
+def _staff_reinstate_variable(kit: Kit) -> Prepared:
+    variable_id = _governance_world(kit)["EDSS"]
+    staff = kit.as_role(Role.STAFF)
+    catalogue.retire_variable(
+        kit.session,
+        kit.session.get(User, staff.id),
+        kit.session.get(CatalogueVariable, variable_id),
+        utcnow(),
+    )
+    kit.session.commit()
+    return Prepared(
+        f"{STAFF_GOVERNANCE}/catalogue/{variable_id}/reinstate",
+        {"code": "EDSS"},
+        lambda: _governance_state(kit),
+        f"→ {STAFF_GOVERNANCE}/catalogue",
+    )
+
+
+def _sent_proposal(kit: Kit) -> tuple[Proposal, DecisionThread, User]:
+    """A proposal by a verified clinician sent to one registry; (proposal, its thread, the
+    proposer)."""
+    _governance_world(kit)
+    proposer = kit.make_user(Role.CLINICIAN, clinician_verified=True)
+    proposal, (thread,) = make_proposal(
+        kit.session, proposer, [kit.make_registry(code="NORTH")], scopes=[GOVERNANCE_SCOPE]
+    )
+    return proposal, thread, proposer
+
+
+def _custodian_step(
+    kit: Kit, path: str, data: dict[str, str], earlier: Callable[..., Any] | None = None
+) -> Prepared:
+    """A decision step of a custodian of the registry the proposal was sent to, signed in on
+    ``kit.client``; ``earlier`` is a decision (a service) the custodian made already."""
+    proposal, thread, _proposer = _sent_proposal(kit)
+    custodian = kit.as_role(Role.CUSTODIAN, registry=kit.session.get(Registry, thread.registry_id))
+    if earlier is not None:
+        earlier(kit.session, kit.session.get(User, custodian.id), thread, utcnow())
+        kit.session.commit()
+    url = f"/governance/registries/NORTH/proposals/{proposal.id}"
+    return Prepared(f"{url}/{path}", data, lambda: _governance_state(kit), f"→ {url}")
+
+
+def _custodian_ask(kit: Kit) -> Prepared:
+    return _custodian_step(kit, "ask", {"question": "Which vitamin D assay?"})
+
+
+def _custodian_conditions(kit: Kit) -> Prepared:
+    return _custodian_step(
+        kit, "approve-with-conditions", {"conditions": "Federated analysis only."}
+    )
+
+
+def _custodian_decline(kit: Kit) -> Prepared:
+    return _custodian_step(kit, "decline", {"decline_reason": "Our board said no."})
+
+
+def _custodian_withdraw_approval(kit: Kit) -> Prepared:
+    return _custodian_step(
+        kit, "withdraw-approval", {"withdraw_reason": "A data issue."}, decisions.approve
+    )
+
+
+def _proposer_new_proposal(kit: Kit) -> Prepared:
+    variables = _governance_world(kit)
+    kit.as_role(Role.CLINICIAN, clinician_verified=True)
+    return Prepared(
+        "/governance/proposals/new",
+        _proposal_data(variables["EDSS"]),
+        lambda: _governance_state(kit),
+        NumberedPage("→ /governance/proposals/<n>"),
+    )
+
+
+def _proposer_edit_proposal(kit: Kit) -> Prepared:
+    variables = _governance_world(kit)
+    proposer = kit.as_role(Role.CLINICIAN, clinician_verified=True)
+    proposal = _draft(kit, proposer.id, variables["EDSS"])
+    url = f"/governance/proposals/{proposal.id}"
+    return Prepared(
+        f"{url}/edit",
+        _proposal_data(variables["DMT_EXPOSURE"]),
+        lambda: _governance_state(kit),
+        f"→ {url}",
+    )
+
+
+def _proposer_withdraw(kit: Kit) -> Prepared:
+    proposal, _thread, proposer = _sent_proposal(kit)
+    sign_in(kit.client, proposer)
+    url = f"/governance/proposals/{proposal.id}"
+    return Prepared(
+        f"{url}/withdraw", {"reason": "Funding ended."}, lambda: _governance_state(kit), f"→ {url}"
+    )
+
+
+# A fixed id for the thread a proposer answers in: the answer field is named after its thread
+# ("thread-<id>-answer"), and the matrices need the name before the world is built. No sequence
+# reaches it, and every test starts with empty tables.
+ANSWER_THREAD_ID = 900_000_001
+ANSWER_FIELD = f"thread-{ANSWER_THREAD_ID}-answer"
+
+
+def _proposer_answer(kit: Kit) -> Prepared:
+    _governance_world(kit)
+    proposer = kit.make_user(Role.CLINICIAN, clinician_verified=True)
+    registry = kit.make_registry(code="NORTH")
+    custodian = kit.make_user(Role.CUSTODIAN, registry=registry)
+    proposal, _threads = make_proposal(kit.session, proposer, [], scopes=[GOVERNANCE_SCOPE])
+    now = utcnow()
+    thread = DecisionThread(
+        id=ANSWER_THREAD_ID,
+        proposal_id=proposal.id,
+        registry_id=registry.id,
+        status=ThreadStatus.SENT,
+        deadline=proposal.decision_deadline,
+        created_at=now,
+        updated_at=now,
+    )
+    kit.session.add(thread)
+    kit.session.flush()
+    chain.append_event(
+        kit.session, thread, DecisionEventKind.SENT, actor_id=proposer.id, text=None, now=now
+    )
+    decisions.ask_for_information(
+        kit.session, kit.session.get(User, custodian.id), thread, "Which assay?", now
+    )
+    kit.session.commit()
+    sign_in(kit.client, proposer)
+    url = f"/governance/proposals/{proposal.id}"
+    return Prepared(
+        f"{url}/threads/{thread.id}/answer",
+        {ANSWER_FIELD: "LC-MS/MS."},
+        lambda: _governance_state(kit),
+        f"→ {url}",
+    )
+
+
+def _create_token(kit: Kit) -> Prepared:
+    kit.as_role(Role.CUSTODIAN)
+    return Prepared(
+        "/governance/tokens", {"name": "Nightly sync"}, lambda: _governance_state(kit), 201
+    )
+
+
+# The proposal's texts but its scientific summary (up to 20,000 characters: see below).
+PROPOSAL_TEXT = (
+    "title",
+    "lead_researcher",
+    "institution",
+    "sponsor",
+    "plain_summary",
+    "ethics_reference",
+)
+PROPOSAL_CHOICES = ("language", "analysis_mode", "scope_codes")
+VARIABLE_TEXT = ("code", "name", "domain", "description")
+FORMS.update(
+    {
+        "governance: staff new proposal": FormSpec(
+            _staff_new_proposal,
+            PROPOSAL_TEXT,
+            PROPOSAL_CHOICES,
+            ("variable_ids",),
+            ("decision_deadline",),
+        ),
+        "governance: staff edit proposal": FormSpec(
+            _staff_edit_proposal,
+            PROPOSAL_TEXT,
+            PROPOSAL_CHOICES,
+            ("variable_ids",),
+            ("decision_deadline",),
+        ),
+        "governance: staff return": FormSpec(_staff_return, ("reason",)),
+        "governance: staff reject": FormSpec(_staff_reject, ("reason",)),
+        "governance: staff send to registries": FormSpec(
+            _staff_send, number_fields=("registry_ids",)
+        ),
+        "governance: staff extend a deadline": FormSpec(
+            _staff_extend_deadline, ("reason",), date_fields=("deadline",)
+        ),
+        "governance: staff complete": FormSpec(_staff_complete, ("reason",), refuses_empty=False),
+        "governance: staff close": FormSpec(_staff_close, ("reason",), refuses_empty=False),
+        "governance: staff new variable": FormSpec(_staff_new_variable, VARIABLE_TEXT),
+        "governance: staff edit variable": FormSpec(_staff_edit_variable, VARIABLE_TEXT),
+        "governance: staff retire variable": FormSpec(
+            _staff_retire_variable, choice_fields=("code",)
+        ),
+        "governance: staff reinstate variable": FormSpec(
+            _staff_reinstate_variable, choice_fields=("code",)
+        ),
+        "governance: custodian asks": FormSpec(_custodian_ask, ("question",)),
+        "governance: custodian sets conditions": FormSpec(_custodian_conditions, ("conditions",)),
+        "governance: custodian declines": FormSpec(_custodian_decline, ("decline_reason",)),
+        "governance: custodian withdraws approval": FormSpec(
+            _custodian_withdraw_approval, ("withdraw_reason",)
+        ),
+        "governance: proposer new proposal": FormSpec(
+            _proposer_new_proposal,
+            PROPOSAL_TEXT,
+            PROPOSAL_CHOICES,
+            ("variable_ids",),
+            ("decision_deadline",),
+        ),
+        "governance: proposer edit proposal": FormSpec(
+            _proposer_edit_proposal,
+            PROPOSAL_TEXT,
+            PROPOSAL_CHOICES,
+            ("variable_ids",),
+            ("decision_deadline",),
+        ),
+        "governance: proposer withdraws": FormSpec(_proposer_withdraw, ("reason",)),
+        "governance: proposer answers a question": FormSpec(_proposer_answer, (ANSWER_FIELD,)),
+        "governance: custodian creates an API token": FormSpec(_create_token, ("name",)),
+    }
+)
+
 TEXT_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.text_fields]
 CHOICE_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.choice_fields]
 NUMBER_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.number_fields]
+DATE_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.date_fields]
+REFUSING_EMPTY = [form for form, spec in FORMS.items() if spec.refuses_empty]
 
 
 def _landing(response: Any) -> int | str:
@@ -984,7 +1506,7 @@ def test_wrong_csrf_tokens_are_refused(kit, form):
 
 # Bodies that are not an HTML form ---------------------------------------------------------------
 @pytest.mark.sqlite_only
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", REFUSING_EMPTY)
 def test_json_bodies_are_not_read_as_a_form(kit, form):
     # Even with a valid CSRF token in the header a JSON body is not form data: the post is
     # handled as an empty form (refused, or for a list of checkboxes "none ticked").
@@ -1030,7 +1552,7 @@ def test_json_body_without_csrf_header_is_refused(kit, form):
 
 
 @pytest.mark.sqlite_only
-@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("form", REFUSING_EMPTY)
 def test_uploaded_files_in_place_of_fields_are_ignored(kit, form):
     # Engage takes no uploads: a file sent under a field's name is not that field's value.
     prepared = FORMS[form].prepare(kit)
@@ -1145,6 +1667,27 @@ def test_unknown_choice_values_are_refused(kit, form, field):
 def test_numbers_that_name_no_registry_are_refused(kit, form, field):
     _assert_each_value_refused(
         kit, form, field, ["abc", "-5", "1.5", "0", "99999999999999999999", "1e3"]
+    )
+
+
+@pytest.mark.parametrize(("form", "field"), DATE_CASES)
+def test_dates_that_are_no_date_or_out_of_range_are_refused(kit, form, field):
+    _assert_each_value_refused(
+        kit,
+        form,
+        field,
+        [
+            "",
+            "abc",
+            "\x00",
+            "2030-05-01T14:00\x00",
+            "2030-02-30T12:00",
+            "99999-01-01T00:00",
+            "9999-12-31T23:59",
+            "2001-01-01T00:00",
+            "x" * 10_000,
+            "1e3",
+        ],
     )
 
 
@@ -2293,3 +2836,48 @@ def test_html_in_consent_texts_never_renders_live(kit, payload):
     assert _landing(edit) == prepared.success
     page = kit.client.get(prepared.success[2:]).get_data(as_text=True)
     assert "<script>alert" not in page and "<img src=x" not in page
+
+
+# Governance: the rest of the hostile input -----------------------------------------------------
+PROPOSAL_FORMS = [form for form in FORMS if form.endswith(("new proposal", "edit proposal"))]
+
+
+@pytest.mark.parametrize("form", PROPOSAL_FORMS)
+def test_a_scientific_summary_over_long_or_with_nul_is_refused(kit, form):
+    # It may be long (up to 20,000 characters), so it is not in the 10,001 case.
+    response, prepared, before = _post_spoiled(kit, form, scientific_summary="a" * 20_001)
+    _assert_refused(response, prepared, before, ERROR_SUMMARY)
+    response = post_form(
+        kit.client, prepared.url, {**prepared.data, "scientific_summary": "ab\x00cd"}
+    )
+    _assert_refused(response, prepared, before, ERROR_SUMMARY, NUL_MESSAGE)
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.parametrize("body", ["json", "file"])
+@pytest.mark.parametrize("form", ["governance: staff complete", "governance: staff close"])
+def test_a_note_sent_as_json_or_a_file_is_not_read(kit, form, body):
+    # An empty post is a valid one here (the note is optional): the step is taken, without
+    # the note the body carried.
+    prepared = FORMS[form].prepare(kit)
+    note, token = prepared.data["reason"], csrf_token(kit.client)
+    if body == "json":
+        response = kit.client.post(
+            prepared.url, json={"reason": note, "csrf_token": token}, headers={"X-CSRFToken": token}
+        )
+    else:
+        data = {"csrf_token": token, "reason": (io.BytesIO(note.encode()), "note.txt")}
+        response = kit.client.post(prepared.url, data=data, content_type="multipart/form-data")
+    assert _landing(response) == prepared.success
+    assert note not in str(prepared.state())
+
+
+@pytest.mark.parametrize(
+    "form", ["governance: staff edit proposal", "governance: proposer edit proposal"]
+)
+def test_a_proposal_field_missing_from_a_post_does_not_fall_back_to_the_saved_value(kit, form):
+    prepared = FORMS[form].prepare(kit)
+    before = prepared.state()
+    data = {name: value for name, value in prepared.data.items() if name != "title"}
+    response = post_form(kit.client, prepared.url, data)
+    _assert_refused(response, prepared, before, ERROR_SUMMARY)

@@ -328,6 +328,35 @@ def count_permitting(
     return session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
 
 
+def count_permitting_by_registry(
+    session: Session, scopes: Iterable[str], registry_ids: Iterable[int]
+) -> dict[int, int]:
+    """How many participants of each of ``registry_ids`` currently permit all of ``scopes``,
+    by registry id (0 for a registry with none), in one grouped statement whatever the number
+    of registries (plus the two that read the asked codes and the current form).
+
+    :raises UnknownScope: a code that no published form ever had.
+    """
+    ids = sorted(set(registry_ids))
+    counts = dict.fromkeys(ids, 0)
+    if not ids:
+        return counts
+    codes = _asked(session, scopes)
+    form = _current_form(session)
+    if form is None:
+        return counts
+    condition = _mask_condition(form, codes, ConsentRegistryMask.permitted_mask)
+    if condition is None:
+        return counts
+    rows = session.execute(
+        sa.select(ConsentRegistryMask.registry_id, sa.func.count())
+        .where(condition, ConsentRegistryMask.registry_id.in_(ids))
+        .group_by(ConsentRegistryMask.registry_id)
+    )
+    counts.update({registry_id: count for registry_id, count in rows})
+    return counts
+
+
 def iter_permitting_ids(
     session: Session,
     scopes: Iterable[str],

@@ -108,6 +108,14 @@ def test_counts_overall_and_by_registry_match_each_persons_answer(
     assert list(queries.iter_permitting_ids(session, PURPOSE, registry_id=south.id)) == [
         [people[1].id, people[2].id]
     ]
+    # The grouped count gives each registry what the one-registry count gives.
+    empty = make_registry(code="EMPTY")
+    grouped = queries.count_permitting_by_registry(session, PURPOSE, [north.id, south.id, empty.id])
+    assert grouped == {north.id: 2, south.id: 2, empty.id: 0}
+    assert queries.count_permitting_by_registry(session, ["COMMERCIAL_RESEARCH"], [north.id]) == {
+        north.id: queries.count_permitting(session, ["COMMERCIAL_RESEARCH"], registry_id=north.id)
+    }
+    assert queries.count_permitting_by_registry(session, PURPOSE, []) == {}
 
 
 def test_counts_follow_withdrawals_and_new_versions(

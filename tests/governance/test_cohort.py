@@ -91,8 +91,23 @@ def test_each_registry_uses_its_own_threshold(app, session, staff, form, make_us
         north.id: cohort.CohortCount(None, "fewer than 5"),
         south.id: cohort.CohortCount(3, "3"),
     }
-    # Two statements, then one count_permitting call (a few statements) per registry.
-    assert len(statements) <= 2 + 3 * 2, statements
+    # Registries, scopes, then consent's asked codes, current form and one grouped count.
+    assert len(statements) == 5, statements
+
+
+def test_the_cohort_page_costs_the_same_statements_for_more_registries(
+    app, session, staff, form, make_registry
+):
+    few = [make_registry() for _ in range(2)]
+    many = [make_registry() for _ in range(12)]
+    small, _ = make_proposal(session, staff, few, scopes=SCOPES)
+    large, _ = make_proposal(session, staff, many, scopes=SCOPES, title="Larger")
+    with counting_statements(session) as for_few:
+        cohort.cohorts_for(session, small)
+    with counting_statements(session) as for_many:
+        counts = cohort.cohorts_for(session, large)
+    assert len(for_few) == len(for_many) == 5
+    assert all(count.shown == "fewer than 5" for count in counts.values())
 
 
 def test_large_counts_are_shown_with_thousands_separators():

@@ -184,16 +184,34 @@ class InboxEntry:
     is_past_deadline: bool
 
 
-def registry_inbox(session: Session, registry_id: int, now: datetime) -> list[InboxEntry]:
+# Rows of one page of a registry's inbox (the page's cost stays the same as a registry's
+# history grows; the API lists them all).
+INBOX_PAGE_SIZE = 50
+
+
+def registry_inbox(
+    session: Session,
+    registry_id: int,
+    now: datetime,
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[InboxEntry]:
     """The registry's decision threads with their proposals' titles: open ones first, each
-    group by deadline. One statement."""
+    group by deadline. One statement.
+
+    :param limit: at most this many (a page; None: all of them), after skipping ``offset``.
+    """
     is_open = DecisionThread.status.in_(OPEN_THREAD_STATUSES)
-    rows = session.execute(
+    query = (
         sa.select(DecisionThread, Proposal.title, Proposal.status.label("proposal_status"))
         .join(Proposal, Proposal.id == DecisionThread.proposal_id)
         .where(DecisionThread.registry_id == registry_id)
         .order_by(sa.case((is_open, 0), else_=1), DecisionThread.deadline, DecisionThread.id)
     )
+    if limit is not None:
+        query = query.limit(limit).offset(max(offset, 0))
+    rows = session.execute(query)
     entries = []
     for row in rows:
         thread: DecisionThread = row.DecisionThread

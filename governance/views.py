@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, render_template, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -137,10 +137,17 @@ def registry_inbox(registry_code: str):
     session = get_session()
     registry = _custodian_registry(registry_code)
     now = utcnow()
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
+    size = queries.INBOX_PAGE_SIZE
+    entries = queries.registry_inbox(
+        session, registry.id, now, limit=size + 1, offset=(page - 1) * size
+    )
     return render_template(
         "governance/inbox.html",
         registry=registry,
-        entries=queries.registry_inbox(session, registry.id, now),
+        entries=entries[:size],
+        page=page,
+        has_next=len(entries) > size,
         open_notice_count=len(notices.open_notices(session, registry.id)),
         now=now,
         time_left=time_left,

@@ -15,7 +15,7 @@ from engage.accounts.models import CustodianStatus, Role, User
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import Topic, TopicCategory, TopicStatus
-from governance import catalogue, chain, decisions
+from governance import catalogue, chain, decisions, queries
 from governance.models import (
     ConsentNotice,
     DecisionEventKind,
@@ -125,6 +125,32 @@ def test_inbox_lists_open_proposals_first_with_the_time_left(
     assert "13 days and 23 hours left" in text or "14 days left" in text
     assert "Decided on" in text
     assert 'href="/governance/registries/NORTH"' in text  # "My registry" in the navigation
+
+
+def test_a_long_inbox_is_read_page_by_page(
+    client, session, custodian, proposer, north, sent, monkeypatch
+):
+    monkeypatch.setattr(queries, "INBOX_PAGE_SIZE", 2)
+    proposal, _north_thread, _ = sent
+    for n, days in enumerate((20, 30)):
+        make_proposal(
+            session,
+            proposer,
+            [north],
+            title=f"Later proposal {n}",
+            deadline=utcnow() + timedelta(days=days),
+        )
+    sign_in(client, custodian)
+
+    first = page(client.get("/governance/registries/NORTH"))
+    second = page(client.get("/governance/registries/NORTH?page=2"))
+    beyond = client.get("/governance/registries/NORTH?page=9")
+
+    assert proposal.title in first and "Later proposal 0" in first
+    assert "Later proposal 1" not in first and "Later in the list" in first
+    assert "Later proposal 1" in second and "Earlier in the list" in second
+    assert proposal.title not in second
+    assert beyond.status_code == 200 and "There are no more proposals" in page(beyond)
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,13 @@ class Config:
         # Governance: how many days before a registry's deadline its custodians are reminded
         # (comma-separated, e.g. "7,1": a week before and the day before).
         self.GOVERNANCE_REMINDER_DAYS = os.environ.get("GOVERNANCE_REMINDER_DAYS", "7,1")
+        # Limits of the registries' JSON API, per token and per address (flask-limiter syntax).
+        self.GOVERNANCE_API_TOKEN_RATE_LIMIT = os.environ.get(
+            "GOVERNANCE_API_TOKEN_RATE_LIMIT", "120 per minute"
+        )
+        self.GOVERNANCE_API_ADDRESS_RATE_LIMIT = os.environ.get(
+            "GOVERNANCE_API_ADDRESS_RATE_LIMIT", "300 per minute"
+        )
 
         self.SIGN_IN_RATE_LIMIT = "10 per minute;50 per hour"
         self.SIGN_UP_RATE_LIMIT = "5 per minute;30 per hour"

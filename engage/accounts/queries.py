@@ -118,3 +118,23 @@ def display_name_of(user_id: sa.ColumnElement[int]) -> sa.ScalarSelect[str]:
     """The display name of the account ``user_id`` points at, as a column other packages put
     in their own statement (one statement per page instead of one more query per row)."""
     return sa.select(User.display_name).where(User.id == user_id).scalar_subquery()
+
+
+@dataclass(frozen=True)
+class Person:
+    """An account as staff pages name it (whatever its state)."""
+
+    id: int
+    display_name: str
+    email: str
+
+
+def people(session: Session, user_ids: Iterable[int]) -> dict[int, Person]:
+    """Accounts by id, active or not (ids of removed accounts are absent); one statement."""
+    ids = {i for i in user_ids if i is not None}
+    if not ids:
+        return {}
+    rows = session.execute(
+        sa.select(User.id, User.display_name, User.email).where(User.id.in_(ids))
+    ).all()
+    return {row.id: Person(*row) for row in rows}

@@ -12,7 +12,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import User
+from engage.accounts import queries as account_queries
+from engage.accounts.queries import Person
 from engage.consent.models import (
     ConsentChoice,
     ConsentEvent,
@@ -340,14 +341,12 @@ def open_erasure_count(session: Session) -> int:
     )
 
 
-def erasure_queue(session: Session) -> list[sa.Row[tuple[ErasureRequest, User]]]:
+def erasure_queue(session: Session) -> list[tuple[ErasureRequest, Person]]:
     """Every erasure request with its participant: received first, then in progress, then the
-    closed ones, oldest first within each."""
-    return list(
-        session.execute(
-            sa.select(ErasureRequest, User)
-            .join(User, User.id == ErasureRequest.user_id)
-            .order_by(
+    closed ones, oldest first within each (two statements; people through accounts.queries)."""
+    requests = list(
+        session.scalars(
+            sa.select(ErasureRequest).order_by(
                 sa.case(
                     (ErasureRequest.status == ErasureStatus.RECEIVED, 0),
                     (ErasureRequest.status == ErasureStatus.IN_PROGRESS, 1),
@@ -357,3 +356,5 @@ def erasure_queue(session: Session) -> list[sa.Row[tuple[ErasureRequest, User]]]
             )
         )
     )
+    found = account_queries.people(session, [request.user_id for request in requests])
+    return [(request, found[request.user_id]) for request in requests if request.user_id in found]

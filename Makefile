@@ -23,10 +23,11 @@ run: install
 	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage demo seed
 	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage run --with-scheduler --host 127.0.0.1 --port 5000
 
-## make test: ruff, then the whole pytest suite (SQLite, and PostgreSQL when TEST_DATABASE_URL is set)
+## make test: ruff, then the whole pytest suite (SQLite, and PostgreSQL: TEST_DATABASE_URL, or the local one when it answers)
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$($(BIN)/python -m tests.local_postgres)}" \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -508,3 +508,22 @@ def as_role(client: FlaskClient, make_user: Any):
         return user
 
     return sign_in_as
+
+
+# Tests that need PostgreSQL (real concurrency) -------------------------------------------------
+def _postgres_required() -> bool:
+    """True when a missing PostgreSQL must fail the run (CI sets ENGAGE_REQUIRE_POSTGRES=1)."""
+    value = os.environ.get("ENGAGE_REQUIRE_POSTGRES", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.postgres`` tests skip without ``TEST_DATABASE_URL`` on a developer machine
+    (saying how to run them) and fail where PostgreSQL is required."""
+    if item.get_closest_marker("postgres") is None or os.environ.get("TEST_DATABASE_URL"):
+        return
+    reason = "this test needs PostgreSQL (set TEST_DATABASE_URL, or run make test with a local one)"
+    if _postgres_required():
+        pytest.fail(f"{reason}, and ENGAGE_REQUIRE_POSTGRES is set", pytrace=False)
+    pytest.skip(f"{reason}; set ENGAGE_REQUIRE_POSTGRES=1 to make this a failure")

@@ -14,7 +14,6 @@ only (set ``TEST_DATABASE_URL``).
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -50,11 +49,11 @@ from tests.consent_support import (
     reworded,
 )
 
-if not os.environ.get("TEST_DATABASE_URL"):
-    pytest.skip("race tests need PostgreSQL: set TEST_DATABASE_URL", allow_module_level=True)
-
 # Only the PostgreSQL instance of the shared, migrated test database.
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True, scope="session")
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True, scope="session"),
+]
 
 TIMEOUT = 30  # seconds a thread may take before the test gives up on it
 PAUSE = 1.0  # seconds a deliberately slowed step waits for the other side at most

@@ -33,9 +33,7 @@ from tests.fake_sendgrid import FakeSendGrid
 ENGAGE = str(Path(sys.executable).parent / "engage")
 LEASE_SECONDS = 2
 
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL (TEST_DATABASE_URL)"
-)
+pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture

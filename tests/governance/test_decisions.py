@@ -3,7 +3,6 @@ event and an audit event, refusals record nothing, and the clock pauses for ques
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import datetime, timedelta
 
@@ -503,9 +502,7 @@ def test_only_an_approval_is_withdrawn_and_only_until_the_project_ends(
 
 
 # Two custodians at once (PostgreSQL) ------------------------------------------------------------
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"), reason="needs PostgreSQL: set TEST_DATABASE_URL"
-)
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True, scope="session")
 def test_two_custodians_deciding_at_once_record_exactly_one_decision(
     app, session, make_user, north, sent

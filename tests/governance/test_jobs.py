@@ -3,7 +3,6 @@ registry's deadline, expiry at it, and closing decisions (emails through the fil
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import timedelta
 
@@ -292,9 +291,7 @@ def test_the_job_is_registered_with_the_scheduler(app, runner):
 
 
 # Concurrent runs (PostgreSQL) --------------------------------------------------------------
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"), reason="concurrent runs need PostgreSQL"
-)
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True, scope="session")
 def test_four_runs_at_once_remind_and_close_each_once(app, session, network):
     t0 = utcnow() - 30 * DAY

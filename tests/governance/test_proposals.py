@@ -5,7 +5,6 @@ records one change (no HTTP)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import replace
 from datetime import timedelta
@@ -532,7 +531,7 @@ def test_the_plain_summary_is_graded_in_its_language(session, people, details):
 
 
 # Races (PostgreSQL) ------------------------------------------------------------------------------
-@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="race tests need PostgreSQL")
+@pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True, scope="session")
 @pytest.mark.parametrize("step", ["screen", "send"])
 def test_five_simultaneous_clicks_record_one_change_and_one_set_of_threads(

@@ -158,6 +158,21 @@ def acknowledge_notice(
     return notice
 
 
+def open_notice_count(session: Session, registry_id: int) -> int:
+    """How many of the registry's notices nobody has acknowledged yet (one count)."""
+    return (
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(ConsentNotice)
+            .where(
+                ConsentNotice.registry_id == registry_id,
+                ConsentNotice.acknowledged_at.is_(None),
+            )
+        )
+        or 0
+    )
+
+
 def open_notices(session: Session, registry_id: int) -> list[ConsentNotice]:
     """The registry's notices nobody has acknowledged yet, oldest first (at most
     ``OPEN_NOTICES_LIMIT``)."""

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request, url_for
+from flask import Blueprint, abort, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from engage.security import (
     require_custodian_of,
 )
 from engage.timeutil import utcnow
-from engage.views import commit_or_explain, refused, saved, signed_in_person
+from engage.views import commit_or_explain, page_arg, refused, saved, signed_in_person
 from governance import cohort, decisions, notices, queries
 from governance.errors import (
     GovernanceError,
@@ -137,7 +137,7 @@ def registry_inbox(registry_code: str):
     session = get_session()
     registry = _custodian_registry(registry_code)
     now = utcnow()
-    page = min(max(request.args.get("page", 1, type=int) or 1, 1), 100_000)
+    page = page_arg()
     size = queries.INBOX_PAGE_SIZE
     entries = queries.registry_inbox(
         session, registry.id, now, limit=size + 1, offset=(page - 1) * size
@@ -148,7 +148,7 @@ def registry_inbox(registry_code: str):
         entries=entries[:size],
         page=page,
         has_next=len(entries) > size,
-        open_notice_count=len(notices.open_notices(session, registry.id)),
+        open_notice_count=notices.open_notice_count(session, registry.id),
         now=now,
         time_left=time_left,
     )

@@ -20,6 +20,17 @@ def _env_bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _env_float(name: str, default: float) -> float:
+    """A decimal number from the environment (the default when unset or empty)."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, not {value!r}") from exc
+
+
 def _env_int(name: str, default: int) -> int:
     """Read an integer environment variable, falling back to ``default``."""
     value = os.environ.get(name)
@@ -72,6 +83,26 @@ class Config:
         self.OUTBOX_LEASE_SECONDS = _env_int("OUTBOX_LEASE_SECONDS", 300)
         # How many emails a delivery worker claims at a time.
         self.OUTBOX_CLAIM_BATCH = _env_int("OUTBOX_CLAIM_BATCH", 50)
+        # Newsletters: recipients per Mail Send request (SendGrid takes at most 1,000), how long a
+        # worker's claim on a batch lasts, and the first retry delay after 429/5xx (doubling,
+        # with jitter, never sooner than the provider's rate-limit reset).
+        self.NEWSLETTER_BATCH_SIZE = _env_int("NEWSLETTER_BATCH_SIZE", 1000)
+        self.NEWSLETTER_LEASE_SECONDS = _env_int("NEWSLETTER_LEASE_SECONDS", 300)
+        self.NEWSLETTER_RETRY_BASE_SECONDS = _env_int("NEWSLETTER_RETRY_BASE_SECONDS", 30)
+        # The mailbox of the List-Unsubscribe mailto link (None: https link only).
+        self.NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") or None
+        # Hours an email may stay "outcome unknown" without any provider event before staff may
+        # settle it (send again, or count as sent); SendGrid retries its events for 24 hours.
+        self.NEWSLETTER_UNKNOWN_AFTER_HOURS = _env_int("NEWSLETTER_UNKNOWN_AFTER_HOURS", 24)
+        # Circuit breaker: a sending campaign pauses when, after this many accepted messages,
+        # more than these shares bounced or were reported as spam.
+        self.NEWSLETTER_BREAKER_MIN_ACCEPTED = _env_int("NEWSLETTER_BREAKER_MIN_ACCEPTED", 200)
+        self.NEWSLETTER_BREAKER_BOUNCE_RATE = _env_float("NEWSLETTER_BREAKER_BOUNCE_RATE", 0.05)
+        self.NEWSLETTER_BREAKER_SPAM_RATE = _env_float("NEWSLETTER_BREAKER_SPAM_RATE", 0.003)
+        # SendGrid event webhook posts older or newer than this are refused (replays).
+        self.NEWSLETTER_WEBHOOK_MAX_AGE_SECONDS = _env_int(
+            "NEWSLETTER_WEBHOOK_MAX_AGE_SECONDS", 600
+        )
 
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

@@ -70,6 +70,7 @@ def import_models() -> None:
     from engage.registries import models as registry_models  # noqa: F401
     from engage.topics import models as topic_models  # noqa: F401
     from governance import models as governance_models  # noqa: F401
+    from newsletters import models as newsletter_models  # noqa: F401
 
 
 def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
@@ -181,6 +182,27 @@ def _register_governance_blueprints(app: Flask) -> None:
 
     csrf.exempt(api)
     for blueprint in (governance, governance_staff, api):
+        app.register_blueprint(blueprint)
+    _register_newsletter_blueprints(app)
+
+
+def _register_newsletter_blueprints(app: Flask) -> None:
+    """Newsletters' pages, staff pages and hooks (SendGrid's signed event webhook and mail
+    programs' one-click unsubscribe POST carry no CSRF token; each checks its own signature)."""
+    from engage.extensions import csrf
+    from newsletters import (
+        archive_views,  # noqa: F401 - /newsletters/archive
+        list_staff_views,  # noqa: F401 - /staff/newsletters/lists
+        staff_views,  # noqa: F401 - /staff/newsletters/campaigns
+        suppression_views,  # noqa: F401 - /staff/newsletters/suppressions
+        unknown_views,  # noqa: F401 - /staff/newsletters/sends/<id>/unknown
+        views,  # noqa: F401 - /newsletters/preferences, subscribe, confirm, unsubscribe
+        webhook,  # noqa: F401 - /newsletters/webhooks/sendgrid
+    )
+    from newsletters.blueprints import newsletters, newsletters_hooks, newsletters_staff
+
+    csrf.exempt(newsletters_hooks)
+    for blueprint in (newsletters, newsletters_staff, newsletters_hooks):
         app.register_blueprint(blueprint)
 
 
@@ -311,9 +333,11 @@ def _connect_receivers() -> None:
     no-op, so several apps in one process share them."""
     from engage.consent import masks as consent_masks
     from governance import notices as governance_notices
+    from newsletters import notices as newsletter_notices
 
     consent_masks.connect_receivers()
     governance_notices.connect_receivers()
+    newsletter_notices.connect_receivers()
 
 
 def _register_jobs(app: Flask) -> None:
@@ -322,6 +346,7 @@ def _register_jobs(app: Flask) -> None:
     from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
     from governance import jobs as governance_jobs
+    from newsletters import jobs as newsletter_jobs
 
     registry = JobRegistry()
     registry.register(
@@ -334,6 +359,7 @@ def _register_jobs(app: Flask) -> None:
     account_jobs.register(registry)
     consent_jobs.register(registry)
     governance_jobs.register(registry)
+    newsletter_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
 
 
@@ -343,12 +369,14 @@ def _register_mail_kinds(app: Flask) -> None:
     from engage.consent import emails as consent_emails
     from engage.topics import emails as topic_emails
     from governance import emails as governance_emails
+    from newsletters import emails as newsletter_emails
 
     kinds = outbox.MailKinds()
     account_emails.register_kinds(kinds)
     topic_emails.register_kinds(kinds)
     consent_emails.register_kinds(kinds)
     governance_emails.register_kinds(kinds)
+    newsletter_emails.register_kinds(kinds)
     outbox.init_app(app, kinds)
     delivery.init_app(app)
 
@@ -367,9 +395,11 @@ def _register_ledgers(app: Flask) -> None:
 def _register_demo_seeders(app: Flask) -> None:
     from engage import demo
     from governance import demo as governance_demo
+    from newsletters import demo as newsletter_demo
 
     seeders = demo.DemoSeeders()
     seeders.register(governance_demo.seed)
+    seeders.register(newsletter_demo.seed)
     demo.init_app(app, seeders)
 
 
@@ -380,6 +410,7 @@ def _register_cli(app: Flask) -> None:
     from engage.accounts.cli import users_group
     from engage.consent.cli import consent_group
     from engage.topics.cli import topics_group
+    from newsletters.cli import newsletters_group
 
     groups = (
         commands.run_command,
@@ -391,6 +422,7 @@ def _register_cli(app: Flask) -> None:
         consent_group,
         commands.audit_group,
         commands.outbox_group,
+        newsletters_group,
     )
     for command in groups:
         app.cli.add_command(command)

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from engage import mail, outbox
+from engage import claims, mail, outbox
 from engage.db import Database
 from engage.outbox import CLAIM_BATCH, MAX_ATTEMPTS, NotOwed, OutboxMessage, OutboxStatus, kinds
 from engage.timeutil import utcnow
@@ -60,32 +60,17 @@ def _transport_name(app: Flask) -> str:
 
 def _backoff(attempts: int) -> timedelta:
     """30 s, 1 min, 2 min, … capped at one hour."""
-    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+    return claims.backoff(attempts)
+
+
+STATES = claims.ClaimStates(
+    pending=OutboxStatus.PENDING, claimed=OutboxStatus.CLAIMED, unknown=OutboxStatus.UNKNOWN
+)
 
 
 def expire_stale_claims(session: Session, now: datetime) -> int:
-    """Settle rows whose claim's lease ran out (their worker died or hung): one never
-    attempted goes back to ``pending``; one whose hand-over had started becomes ``unknown``."""
-    stale = (
-        OutboxMessage.status == OutboxStatus.CLAIMED,
-        OutboxMessage.lease_expires_at < now,
-    )
-    never_attempted = session.execute(
-        sa.update(OutboxMessage)
-        .where(*stale, OutboxMessage.attempt_started_at.is_(None))
-        .values(status=OutboxStatus.PENDING, claim_token=None, next_attempt_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    started = session.execute(
-        sa.update(OutboxMessage)
-        .where(*stale, OutboxMessage.attempt_started_at.is_not(None))
-        .values(
-            status=OutboxStatus.UNKNOWN,
-            last_error="the delivering process stopped before recording the outcome",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return (never_attempted.rowcount or 0) + (started.rowcount or 0)
+    """Settle rows whose claim's lease ran out (see :func:`engage.claims.expire_stale`)."""
+    return sum(claims.expire_stale(session, OutboxMessage, STATES, now))
 
 
 def settle_unknown(session: Session, app: Flask, now: datetime, limit: int = 500) -> int:
@@ -129,58 +114,29 @@ def claim(
 ) -> tuple[str, list[int]]:
     """Claim up to ``limit`` due rows for this worker (the caller commits at once).
 
-    PostgreSQL skips rows another worker has locked; SQLite's single writer serialises claims.
     Returns the claim token and the claimed ids, oldest first.
     """
     token = secrets.token_hex(8)
-    lease = timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"])
-    due = (
-        sa.select(OutboxMessage.id)
-        .where(OutboxMessage.status == OutboxStatus.PENDING, OutboxMessage.next_attempt_at <= now)
-        .order_by(OutboxMessage.id)
-        .limit(limit)
-    )
+    due = [OutboxMessage.next_attempt_at <= now]
     if ids is not None:
-        due = due.where(OutboxMessage.id.in_(ids))
-    if session.get_bind().dialect.name == "postgresql":
-        # Lock the rows first, in their own statement: inside an UPDATE's IN (…), PostgreSQL
-        # may run a SKIP LOCKED subquery once per row and claim far more than ``limit``.
-        chosen: Any = list(session.scalars(due.with_for_update(skip_locked=True)))
-        if not chosen:
-            return token, []
-    else:
-        # SQLite evaluates the subquery once, and the UPDATE takes the write lock.
-        chosen = due.scalar_subquery()
-    claimed = session.scalars(
-        sa.update(OutboxMessage)
-        .where(OutboxMessage.id.in_(chosen))
-        .where(OutboxMessage.status == OutboxStatus.PENDING)
-        .values(
-            status=OutboxStatus.CLAIMED,
-            claim_token=token,
-            claimed_at=now,
-            lease_expires_at=now + lease,
-            attempt_started_at=None,
-            transport=_transport_name(app),
-        )
-        .returning(OutboxMessage.id)
-        .execution_options(synchronize_session=False)
-    ).all()
-    return token, sorted(claimed)
+        due.append(OutboxMessage.id.in_(ids))
+    claimed = claims.claim(
+        session,
+        OutboxMessage,
+        STATES,
+        due,
+        now=now,
+        lease=timedelta(seconds=app.config["OUTBOX_LEASE_SECONDS"]),
+        token=token,
+        limit=limit,
+        values={"transport": _transport_name(app)},
+    )
+    return token, claimed
 
 
 def _record(session: Session, row_id: int, token: str, **values: Any) -> None:
     """Record one attempt's outcome in its own transaction (only under this worker's claim)."""
-    session.execute(
-        sa.update(OutboxMessage)
-        .where(
-            OutboxMessage.id == row_id,
-            OutboxMessage.claim_token == token,
-            OutboxMessage.status.in_([OutboxStatus.CLAIMED, OutboxStatus.UNKNOWN]),
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    claims.record(session, OutboxMessage, STATES, token, values, ids=[row_id])
     session.commit()
 
 

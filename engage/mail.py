@@ -113,10 +113,19 @@ class MailError(RuntimeError):
     :param transient: True when trying again later may succeed (429, 5xx, network errors).
     """
 
-    def __init__(self, message: str, *, status: int | None = None, transient: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.transient = transient
+        # Seconds the provider asked us to wait (its rate-limit reset), when it said.
+        self.retry_after = retry_after
 
 
 class MailOutcomeUnknown(MailError):
@@ -268,7 +277,10 @@ class SendGridBackend:
         personalizations = []
         for recipient in batch.recipients:
             personalization: dict[str, Any] = {"to": [{"email": recipient.to}]}
-            subject = batch.message_for(recipient).subject
+            subject = batch.subject
+            for placeholder, value in recipient.substitutions.items():
+                if placeholder in subject:
+                    subject = subject.replace(placeholder, value)
             if subject != batch.subject:
                 personalization["subject"] = subject
             if recipient.substitutions:
@@ -315,6 +327,7 @@ class SendGridBackend:
                 f"SendGrid answered {status}: {_error_reason(exc)}",
                 status=status,
                 transient=transient,
+                retry_after=_retry_after(getattr(exc, "headers", None)) if transient else None,
             ) from exc
         # urllib wraps what fails while connecting or sending in URLError: refused, DNS, a
         # connect timeout. Nothing was accepted, so trying again later is safe.
@@ -351,6 +364,27 @@ def _request_may_have_arrived(reason: object) -> bool:
     if isinstance(reason, str):  # urllib's own messages (e.g. "no host given")
         return False
     return isinstance(reason, TimeoutError | ConnectionResetError | BrokenPipeError)
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Seconds to wait from a rate-limited answer: ``Retry-After`` or SendGrid's
+    ``X-RateLimit-Reset`` (a Unix time); None when neither is readable."""
+    import time
+
+    if headers is None or not hasattr(headers, "get"):
+        return None
+    for name, to_seconds in (
+        ("Retry-After", float),
+        ("X-RateLimit-Reset", lambda value: float(value) - time.time()),
+    ):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, min(to_seconds(value), 3600.0))
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def _error_reason(exc: Exception) -> str:

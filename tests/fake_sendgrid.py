@@ -12,21 +12,49 @@ Scripting: queued responses are used first, one per request and in order, whatev
     fake.enqueue(202, delay=5.0)   # answers late, e.g. past a client's timeout
     fake.enqueue_disconnect()      # closes the connection without answering
     fake.enqueue_raw(b"garbage")   # writes these bytes instead of an HTTP response
+    fake.enqueue_rate_limited(30)  # a 429 whose X-RateLimit-Reset is 30 s from now
+
+Unscripted mail sends can also fail at random, deterministically from a seed (for tests that
+check nothing is lost or sent twice under failures)::
+
+    fake.fail_randomly(0.2, statuses=(500, 503), disconnect_share=0.25, seed=7)
+    fake.fail_randomly(0)          # back to answering 202
+
+:meth:`FakeSendGrid.accepted_personalizations` lists (delivery id, recipient, X-Message-Id) for
+every personalization of every mail send answered with a 2xx: what SendGrid would deliver.
+``FakeSendGrid(keep_bodies=False)`` keeps only those per-personalization facts instead of the
+raw and parsed bodies (memory, for a million recipients).
+
+Run it as a process of its own (the delivery benchmark does); it prints its port on one line
+and serves until killed::
+
+    python -m tests.fake_sendgrid --port 0 [--fail-rate 0.1 --seed 3] [--keep-bodies]
+
+Such a process answers ``GET /__fake__/stats`` (counts) and ``GET /__fake__/accepted`` (the
+accepted delivery ids) for the process that drives it; requests under ``/__fake__/`` are not
+recorded and use no scripted answer.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
+import random
+import signal
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAIL_SEND_PATH = "/v3/mail/send"
+CONTROL_PREFIX = "/__fake__/"
+# The per-personalization facts kept of a mail send: (delivery id, recipient address).
+Recipients = list[tuple[str | None, str | None]]
 
 
 @dataclass
@@ -43,6 +71,15 @@ class RecordedRequest:
     # Filled in once the answer is chosen (None for a disconnect or raw bytes).
     response_status: int | None = None
     message_id: str | None = None
+    # With ``keep_bodies=False``: a mail send's (delivery id, address) per personalization,
+    # kept instead of the bodies.
+    kept_recipients: Recipients | None = None
+
+    def recipients(self) -> Recipients:
+        """(delivery id, recipient address) for each personalization of a mail send body."""
+        if self.kept_recipients is not None:
+            return self.kept_recipients
+        return _recipients_of(self.body)
 
     def header(self, name: str) -> str | None:
         """Return the header ``name`` regardless of case, or None."""
@@ -66,10 +103,36 @@ class CannedResponse:
     raw: bytes = b""
 
 
-class FakeSendGrid:
-    """A scriptable fake SendGrid API server; start it with :meth:`start` or use the fixture."""
+def _recipients_of(body: Any) -> Recipients:
+    """(``custom_args.delivery_id``, first ``to`` address) of each personalization in a Mail
+    Send body (None for what a personalization lacks)."""
+    if not isinstance(body, dict) or not isinstance(body.get("personalizations"), list):
+        return []
+    found: Recipients = []
+    for item in body["personalizations"]:
+        item = item if isinstance(item, dict) else {}
+        args = item.get("custom_args") if isinstance(item.get("custom_args"), dict) else {}
+        to = item.get("to") if isinstance(item.get("to"), list) else []
+        first = to[0] if to and isinstance(to[0], dict) else {}
+        delivery_id = args.get("delivery_id")
+        found.append((None if delivery_id is None else str(delivery_id), first.get("email")))
+    return found
 
-    def __init__(self) -> None:
+
+class FakeSendGrid:
+    """A scriptable fake SendGrid API server; start it with :meth:`start` or use the fixture.
+
+    :param keep_bodies: keep each request's raw and parsed body (the default); when False,
+        keep only the per-personalization facts of mail sends (see ``RecordedRequest``).
+    """
+
+    def __init__(self, keep_bodies: bool = True) -> None:
+        self.keep_bodies = keep_bodies
+        # Unscripted mail sends fail at this rate (see fail_randomly).
+        self._failure_rate = 0.0
+        self._failure_statuses: tuple[int, ...] = (500, 503)
+        self._disconnect_share = 0.0
+        self._random = random.Random(0)
         self.requests: list[RecordedRequest] = []
         self._canned: collections.deque[CannedResponse] = collections.deque()
         self._lock = threading.Lock()
@@ -81,11 +144,11 @@ class FakeSendGrid:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> FakeSendGrid:
-        """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
+    def start(self, port: int = 0) -> FakeSendGrid:
+        """Bind ``port`` (0: a free one) on 127.0.0.1 and serve in a daemon thread."""
         self._stopping.clear()
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = _Server(("127.0.0.1", 0), handler)
+        self._server = _Server(("127.0.0.1", port), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -144,11 +207,62 @@ class FakeSendGrid:
         """Write ``data`` verbatim as the next answer, then close (for malformed responses)."""
         self._push(CannedResponse(mode="raw", raw=data, delay=delay))
 
+    def enqueue_rate_limited(self, reset_in_seconds: float, limit: int = 600) -> None:
+        """Answer the next request with a 429 whose ``X-RateLimit-Reset`` (unix seconds) lies
+        ``reset_in_seconds`` ahead, as SendGrid does when a rate limit is exhausted."""
+        self.enqueue(
+            429,
+            {"errors": [{"field": None, "message": "too many requests"}]},
+            headers={
+                "X-RateLimit-Limit": str(limit),
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(int(time.time() + reset_in_seconds)),
+            },
+        )
+
+    def fail_randomly(
+        self,
+        rate: float,
+        statuses: Iterable[int] = (500, 503),
+        disconnect_share: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        """Answer ``rate`` (0 to 1) of the unscripted mail sends with a failure from here on.
+
+        The draws come from a random generator seeded with ``seed``, so the n-th unscripted mail
+        send fails or not the same way on every run. A failure is one of ``statuses`` (chosen
+        at random), or, for ``disconnect_share`` of the failures, a connection closed after the
+        body was read (the client cannot tell whether it was sent). ``rate=0`` switches it off.
+        """
+        if not 0 <= rate <= 1 or not 0 <= disconnect_share <= 1:
+            raise ValueError("rate and disconnect_share are shares between 0 and 1")
+        chosen = tuple(statuses)
+        if rate and not chosen and disconnect_share < 1:
+            raise ValueError("give at least one status to fail with")
+        with self._lock:
+            self._failure_rate = rate
+            self._failure_statuses = chosen
+            self._disconnect_share = disconnect_share
+            self._random = random.Random(seed)
+
     def reset(self) -> None:
-        """Forget recorded requests and queued responses."""
+        """Forget recorded requests and queued responses (a failure rate stays set)."""
         with self._lock:
             self.requests.clear()
             self._canned.clear()
+
+    def accepted_personalizations(self) -> list[tuple[str | None, str | None, str | None]]:
+        """(delivery id, recipient address, X-Message-Id) for every personalization of every
+        mail send answered with a 2xx, in the order the requests arrived: what SendGrid would
+        deliver (a 2xx the client never read, after a delay past its timeout, counts too)."""
+        accepted = []
+        for request in self.mail_sends:
+            if request.response_status is not None and 200 <= request.response_status < 300:
+                accepted.extend(
+                    (delivery_id, email, request.message_id)
+                    for delivery_id, email in request.recipients()
+                )
+        return accepted
 
     def wait_for_requests(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until at least ``count`` requests were recorded; return a copy of them.
@@ -177,11 +291,40 @@ class FakeSendGrid:
             self._canned.append(canned)
 
     def _record(self, request: RecordedRequest) -> CannedResponse | None:
-        """Record ``request`` and return the scripted answer for it, if any."""
+        """Record ``request`` and return the scripted answer for it, if any (a random failure
+        for an unscripted mail send, when :meth:`fail_randomly` asked for them)."""
         with self._arrived:
             self.requests.append(request)
             self._arrived.notify_all()
-            return self._canned.popleft() if self._canned else None
+            if self._canned:
+                return self._canned.popleft()
+            if self._failure_rate and request.method == "POST" and request.path == MAIL_SEND_PATH:
+                return self._random_failure()
+            return None
+
+    def _random_failure(self) -> CannedResponse | None:
+        """Draw whether this mail send fails, and how (the lock is held)."""
+        if self._random.random() >= self._failure_rate:
+            return None
+        if not self._failure_statuses or self._random.random() < self._disconnect_share:
+            return CannedResponse(mode="disconnect")
+        status = self._random.choice(self._failure_statuses)
+        return CannedResponse(
+            status=status, body={"errors": [{"field": None, "message": "injected failure"}]}
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counts for a driving process: requests, mail sends by answer, accepted recipients."""
+        sends = self.mail_sends
+        statuses = collections.Counter(
+            "disconnect" if r.response_status is None else str(r.response_status) for r in sends
+        )
+        return {
+            "requests": len(self.requests),
+            "mail_sends": len(sends),
+            "statuses": dict(statuses),
+            "accepted_personalizations": len(self.accepted_personalizations()),
+        }
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -240,6 +383,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         raw = self._read_body()
+        if self.path.startswith(CONTROL_PREFIX):
+            self._control()
+            return
         try:
             parsed = json.loads(raw.decode("utf-8")) if raw else None
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -251,6 +397,9 @@ class _Handler(BaseHTTPRequestHandler):
             raw_body=raw,
             body=parsed,
         )
+        if not self.fake.keep_bodies:
+            recorded.kept_recipients = _recipients_of(parsed) if self.path == MAIL_SEND_PATH else []
+            recorded.raw_body, recorded.body = b"", None
         canned = self.fake._record(recorded)
         if canned is None:
             if self.command == "POST" and self.path == MAIL_SEND_PATH:
@@ -270,6 +419,27 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._respond(recorded, canned)
 
+    def _control(self) -> None:
+        """Answer a driving process's question (not recorded, no scripted answer used)."""
+        if self.command == "GET" and self.path == CONTROL_PREFIX + "stats":
+            payload: Any = self.fake.stats()
+        elif self.command == "GET" and self.path == CONTROL_PREFIX + "accepted":
+            payload = {"delivery_ids": [d for d, _e, _m in self.fake.accepted_personalizations()]}
+        elif self.command == "POST" and self.path == CONTROL_PREFIX + "reset":
+            self.fake.reset()
+            payload = {"reset": True}
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        data = json.dumps(payload).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _respond(self, recorded: RecordedRequest, canned: CannedResponse) -> None:
         payload = b"" if canned.body is None else json.dumps(canned.body).encode("utf-8")
         headers = dict(canned.headers)
@@ -288,3 +458,31 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if payload:
             self.wfile.write(payload)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve a fake SendGrid until killed, printing the port it listens on."""
+    parser = argparse.ArgumentParser(description="A local fake of SendGrid's v3 API.")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free)")
+    parser.add_argument("--fail-rate", type=float, default=0.0, help="share of mail sends failing")
+    parser.add_argument(
+        "--disconnect-share", type=float, default=0.0, help="share of failures that disconnect"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the failure draws")
+    parser.add_argument(
+        "--keep-bodies", action="store_true", help="keep request bodies (memory grows with them)"
+    )
+    args = parser.parse_args(argv)
+    fake = FakeSendGrid(keep_bodies=args.keep_bodies)
+    fake.fail_randomly(args.fail_rate, disconnect_share=args.disconnect_share, seed=args.seed)
+    fake.start(port=args.port)
+    stopped = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopped.set())
+    print(fake.port, flush=True)
+    stopped.wait()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -76,9 +76,24 @@ from governance.models import (
     ProposalVariable,
     ThreadStatus,
 )
+from newsletters.models import (
+    Campaign,
+    CampaignList,
+    CampaignStatus,
+    CampaignStatusChange,
+    ListVisibility,
+    MailingList,
+    Send,
+    SendStatus,
+    Subscriber,
+    Subscription,
+    Suppression,
+    SuppressionReason,
+)
 from tests import consent_support
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
 from tests.governance.support import make_proposal
+from tests.newsletters.support import make_campaign, make_list, subscribe_email
 
 NEW_PASSWORD = "a long enough passphrase"
 MAX_CONTENT_LENGTH = 1024 * 1024
@@ -140,6 +155,8 @@ class Prepared:
     # How the form refuses when it is one part of a bigger page (see FlashedRefusal); None
     # for a form that answers a refusal with itself and a 400.
     flashed: FlashedRefusal | None = None
+    # How a row's button whose only field is hidden refuses (see AlertRefusal).
+    alert: AlertRefusal | None = None
 
 
 @dataclass
@@ -161,6 +178,19 @@ class FlashedRefusal:
         """True when ``page`` shows the refusal as an alert."""
         pattern = r'role="alert">\s*<p>' + re.escape(str(escape(self.message)))
         return re.search(pattern, page) is not None
+
+
+@dataclass(frozen=True)
+class AlertRefusal:
+    """A button on one row of a list page (staff lifting a suppression) carries only a hidden
+    field naming its row: a refusal is the page again with an alert saying why in place of an
+    error summary (nobody typed the value), a 400, or a 404 when the value names no row."""
+
+    statuses: tuple[int, ...] = (400, 404)
+
+    def shown_in(self, page: str) -> bool:
+        """True when ``page`` shows an error alert."""
+        return re.search(r'role="alert">\s*<p>', page) is not None
 
 
 USER_COLUMNS = (
@@ -1416,6 +1446,311 @@ FORMS.update(
     }
 )
 
+# Newsletter forms ---------------------------------------------------------------------------------
+STAFF_NEWSLETTERS = "/staff/newsletters"
+# Refusals of a campaign's buttons are flashed on its page with the field's own message (which
+# differs by refusal): any error alert there will do.
+ANY_FLASHED_ERROR = ""
+
+
+def _newsletter_state(kit: Kit) -> dict[str, list[tuple]]:
+    """Every newsletter table a form writes, row by row, and the mail queued: what a refused
+    post must leave as it was."""
+    kit.session.expire_all()
+
+    def rows(*columns: Any) -> list[tuple]:
+        query = sa.select(*columns).order_by(*columns[:2])
+        return [tuple(row) for row in kit.session.execute(query)]
+
+    return {
+        "lists": rows(
+            MailingList.id,
+            MailingList.name,
+            MailingList.description,
+            MailingList.visibility,
+            MailingList.required_scope,
+            MailingList.is_archived,
+        ),
+        "subscribers": rows(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.language),
+        "subscriptions": rows(
+            Subscription.id, Subscription.list_id, Subscription.status, Subscription.subscriber_id
+        ),
+        "suppressions": rows(Suppression.email, Suppression.reason),
+        "campaigns": rows(
+            Campaign.id,
+            Campaign.status,
+            Campaign.kind,
+            Campaign.subject,
+            Campaign.preheader,
+            Campaign.body_markdown,
+            Campaign.audience,
+            Campaign.timezone,
+            Campaign.send_at,
+            Campaign.cron,
+            Campaign.next_run_at,
+        ),
+        "campaign lists": rows(CampaignList.campaign_id, CampaignList.list_id),
+        "sends": rows(Send.id, Send.status),
+        "status changes": rows(
+            CampaignStatusChange.id, CampaignStatusChange.to_status, CampaignStatusChange.reason
+        ),
+        "mail": rows(OutboxMessage.id, OutboxMessage.kind),
+    }
+
+
+def _mailing_list(kit: Kit, name: str = "Research updates", **options: Any) -> MailingList:
+    """A mailing list (committed)."""
+    made = make_list(kit.session, name, **options)
+    kit.session.commit()
+    return made
+
+
+def _subscribe(kit: Kit) -> Prepared:
+    public = _mailing_list(kit)
+    data = {"name": "Sam", "email": "sam@example.org", "language": "sv", "lists": str(public.id)}
+    return Prepared(
+        "/newsletters/subscribe",
+        data,
+        lambda: _newsletter_state(kit),
+        "→ /newsletters/subscribe/check-email",
+    )
+
+
+def _preferences(kit: Kit) -> Prepared:
+    members = _mailing_list(kit, "Progress reports", visibility=ListVisibility.ACCOUNTS)
+    kit.as_role(Role.PARTICIPANT)
+    return Prepared(
+        "/newsletters/preferences",
+        {"lists": str(members.id)},
+        lambda: _newsletter_state(kit),
+        "→ /newsletters/preferences",
+    )
+
+
+LIST_DATA = {
+    "name": "Survey alerts for members",
+    "description": "New surveys you can answer.",
+    "visibility": "accounts",
+    "required_scope": "SURVEY_RECONTACT",
+}
+
+
+def _new_list(kit: Kit) -> Prepared:
+    _consent_form(kit)  # the scopes a list may need are the published form's
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_NEWSLETTERS}/lists/new",
+        dict(LIST_DATA),
+        lambda: _newsletter_state(kit),
+        f"→ {STAFF_NEWSLETTERS}/lists",
+    )
+
+
+def _edit_list(kit: Kit) -> Prepared:
+    _consent_form(kit)
+    existing = _mailing_list(kit)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_NEWSLETTERS}/lists/{existing.id}/edit",
+        dict(LIST_DATA),
+        lambda: _newsletter_state(kit),
+        f"→ {STAFF_NEWSLETTERS}/lists",
+    )
+
+
+def _campaign_data(kit: Kit, list_id: int) -> dict[str, str]:
+    """A campaign as the editor posts it, with every audience filter used once."""
+    registry = kit.make_registry(code="SMSREG")
+    topic_id = _make_topic(kit)
+    return {
+        "kind": "progress_report",
+        "subject": "Progress on fatigue research",
+        "preheader": "What the study found so far",
+        "body": "Dear {name},\n\nThe **study** is half-way.",
+        "list_ids": str(list_id),
+        "roles": "participant",
+        "countries": "SE",
+        "languages": "sv",
+        "registry_ids": str(registry.id),
+        "topic_ids": str(topic_id),
+    }
+
+
+def _new_campaign(kit: Kit) -> Prepared:
+    public = _mailing_list(kit)
+    data = _campaign_data(kit, public.id)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_NEWSLETTERS}/campaigns/new",
+        data,
+        lambda: _newsletter_state(kit),
+        NumberedPage(f"→ {STAFF_NEWSLETTERS}/campaigns/<n>"),
+    )
+
+
+def _draft_campaign(kit: Kit, status: CampaignStatus = CampaignStatus.DRAFT) -> Campaign:
+    """A campaign on a public list with one confirmed subscriber (committed); one in progress
+    (sending or paused) has its send."""
+    public = _mailing_list(kit)
+    subscribe_email(kit.session, "reader@example.org", [public])
+    campaign = make_campaign(
+        kit.session,
+        [public],
+        status=status,
+        send_at=utcnow() + timedelta(days=1) if status == CampaignStatus.SCHEDULED else None,
+    )
+    if status in (CampaignStatus.SENDING, CampaignStatus.PAUSED):
+        send_status = SendStatus.SENDING if status == CampaignStatus.SENDING else SendStatus.PAUSED
+        kit.session.add(
+            Send(
+                campaign_id=campaign.id,
+                occurrence_at=utcnow(),
+                status=send_status,
+                subject=campaign.subject,
+                preheader=campaign.preheader,
+                body_markdown=campaign.body_markdown,
+                audience_size=1,
+                started_at=utcnow(),
+            )
+        )
+    kit.session.commit()
+    return campaign
+
+
+def _edit_campaign(kit: Kit) -> Prepared:
+    campaign = _draft_campaign(kit)
+    data = _campaign_data(kit, _campaign_lists(kit, campaign.id)[0])
+    kit.as_role(Role.STAFF)
+    url = f"{STAFF_NEWSLETTERS}/campaigns/{campaign.id}"
+    return Prepared(f"{url}/edit", data, lambda: _newsletter_state(kit), f"→ {url}")
+
+
+def _campaign_lists(kit: Kit, campaign_id: int) -> list[int]:
+    """The ids of the lists a campaign goes to."""
+    query = sa.select(CampaignList.list_id).where(CampaignList.campaign_id == campaign_id)
+    return list(kit.session.scalars(query))
+
+
+def _local_time_text(days: float = 1) -> str:
+    """A wall-clock time ``days`` from now, as a ``datetime-local`` input sends it."""
+    return (utcnow() + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+
+def _schedule(kit: Kit, data: dict[str, str]) -> Prepared:
+    campaign = _draft_campaign(kit)
+    kit.as_role(Role.STAFF)
+    url = f"{STAFF_NEWSLETTERS}/campaigns/{campaign.id}"
+    return Prepared(f"{url}/schedule", data, lambda: _newsletter_state(kit), f"→ {url}")
+
+
+def _schedule_once(kit: Kit) -> Prepared:
+    data = {
+        "how": "once",
+        "send_at": _local_time_text(),
+        "cron": "",
+        "timezone": "Europe/Stockholm",
+    }
+    return _schedule(kit, data)
+
+
+def _schedule_recurring(kit: Kit) -> Prepared:
+    data = {"how": "recurring", "send_at": "", "cron": "0 9 * * mon", "timezone": "Europe/Paris"}
+    return _schedule(kit, data)
+
+
+def _campaign_action(kit: Kit, action: str, status: CampaignStatus) -> Prepared:
+    campaign = _draft_campaign(kit, status)
+    kit.as_role(Role.STAFF)
+    url = f"{STAFF_NEWSLETTERS}/campaigns/{campaign.id}"
+    return Prepared(
+        f"{url}/{action}",
+        {f"{action}-reason": "The steering group asked for it."},
+        lambda: _newsletter_state(kit),
+        f"→ {url}",
+        FlashedRefusal(ANY_FLASHED_ERROR, kit.client),
+    )
+
+
+def _pause(kit: Kit) -> Prepared:
+    return _campaign_action(kit, "pause", CampaignStatus.SENDING)
+
+
+def _resume(kit: Kit) -> Prepared:
+    return _campaign_action(kit, "resume", CampaignStatus.PAUSED)
+
+
+def _cancel(kit: Kit) -> Prepared:
+    return _campaign_action(kit, "cancel", CampaignStatus.SCHEDULED)
+
+
+def _add_suppression(kit: Kit) -> Prepared:
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_NEWSLETTERS}/suppressions",
+        {"email": "bounced@example.org"},
+        lambda: _newsletter_state(kit),
+        f"→ {STAFF_NEWSLETTERS}/suppressions",
+    )
+
+
+def _remove_suppression(kit: Kit) -> Prepared:
+    kit.session.add(
+        Suppression(
+            email="bounced@example.org",
+            reason=SuppressionReason.BOUNCE,
+            source="test",
+            created_at=utcnow(),
+        )
+    )
+    kit.session.commit()
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_NEWSLETTERS}/suppressions/remove",
+        {"email": "bounced@example.org"},
+        lambda: _newsletter_state(kit),
+        f"→ {STAFF_NEWSLETTERS}/suppressions",
+        alert=AlertRefusal(),
+    )
+
+
+# The body of a campaign may be long (up to 50,000 characters): see below.
+CAMPAIGN_TEXT = ("subject", "preheader")
+CAMPAIGN_CHOICES = ("kind", "roles", "countries", "languages")
+CAMPAIGN_NUMBERS = ("list_ids", "registry_ids", "topic_ids")
+# The consent a list needs is left out of the choices: "" is one ("none").
+FORMS.update(
+    {
+        "newsletters: sign up": FormSpec(_subscribe, ("name", "email"), ("language",), ("lists",)),
+        "newsletters: preferences": FormSpec(
+            _preferences, number_fields=("lists",), refuses_empty=False
+        ),
+        "newsletters: staff new list": FormSpec(
+            _new_list, ("name", "description"), ("visibility",)
+        ),
+        "newsletters: staff edit list": FormSpec(
+            _edit_list, ("name", "description"), ("visibility",)
+        ),
+        "newsletters: staff new campaign": FormSpec(
+            _new_campaign, CAMPAIGN_TEXT, CAMPAIGN_CHOICES, CAMPAIGN_NUMBERS
+        ),
+        "newsletters: staff edit campaign": FormSpec(
+            _edit_campaign, CAMPAIGN_TEXT, CAMPAIGN_CHOICES, CAMPAIGN_NUMBERS
+        ),
+        "newsletters: staff schedule once": FormSpec(
+            _schedule_once, choice_fields=("how", "timezone"), date_fields=("send_at",)
+        ),
+        "newsletters: staff schedule a recurrence": FormSpec(
+            _schedule_recurring, ("cron",), ("how", "timezone")
+        ),
+        "newsletters: staff pause": FormSpec(_pause, ("pause-reason",), refuses_empty=False),
+        "newsletters: staff resume": FormSpec(_resume, ("resume-reason",), refuses_empty=False),
+        "newsletters: staff cancel": FormSpec(_cancel, ("cancel-reason",), refuses_empty=False),
+        "newsletters: staff suppress an address": FormSpec(_add_suppression, ("email",)),
+        "newsletters: staff lift a suppression": FormSpec(_remove_suppression, ("email",)),
+    }
+)
+
+
 TEXT_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.text_fields]
 CHOICE_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.choice_fields]
 NUMBER_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.number_fields]
@@ -1448,6 +1783,12 @@ def _assert_refused(response: Any, prepared: Prepared, before: Any, *texts: str)
         page = prepared.flashed.page_after(response)
         assert prepared.flashed.shown_in(page), page
         texts = tuple(text for text in texts if text != ERROR_SUMMARY)
+    elif prepared.alert is not None:
+        page = response.get_data(as_text=True)
+        assert response.status_code in prepared.alert.statuses, page
+        if ERROR_SUMMARY in texts:
+            assert prepared.alert.shown_in(page), page
+        texts = tuple(text for text in texts if text != ERROR_SUMMARY)
     else:
         page = response.get_data(as_text=True)
         assert response.status_code == 400, page
@@ -1458,7 +1799,10 @@ def _assert_refused(response: Any, prepared: Prepared, before: Any, *texts: str)
 
 
 def _refused_with_a_flash(response: Any, prepared: Prepared) -> bool:
-    """True when ``response`` is a form's flashed refusal (a 303 to a page showing it)."""
+    """True when ``response`` is a form's flashed refusal (a 303 to a page showing it), or a
+    row button's refusal (an alert on its page)."""
+    if prepared.alert is not None and response.status_code in prepared.alert.statuses:
+        return prepared.alert.shown_in(response.get_data(as_text=True))
     if prepared.flashed is None or response.status_code != 303:
         return False
     return prepared.flashed.shown_in(prepared.flashed.page_after(response))
@@ -1609,7 +1953,7 @@ def test_nul_in_text_is_refused_not_a_500(kit, form, field):
     spoiled = {field: value[:2] + "\x00" + value[2:]}
     response = post_form(kit.client, prepared.url, {**prepared.data, **spoiled})
     page = _assert_refused(response, prepared, before, ERROR_SUMMARY)
-    if "password" not in field and field != "code":
+    if "password" not in field and field != "code" and prepared.alert is None:
         assert NUL_MESSAGE in page
 
 
@@ -2097,6 +2441,9 @@ def test_other_methods_get_the_405_page(kit, method):
         "notice_id": 1,
         "variable_id": 1,
         "token_id": 1,
+        "list_id": 1,
+        "campaign_id": 1,
+        "send_id": 1,
     }
     adapter = kit.app.url_map.bind("localhost")
     rules = [r for r in kit.app.url_map.iter_rules() if r.endpoint != "static"]
@@ -2881,3 +3228,245 @@ def test_a_proposal_field_missing_from_a_post_does_not_fall_back_to_the_saved_va
     data = {name: value for name, value in prepared.data.items() if name != "title"}
     response = post_form(kit.client, prepared.url, data)
     _assert_refused(response, prepared, before, ERROR_SUMMARY)
+
+
+# Newsletters: the rest of the hostile input ------------------------------------------------------
+CAMPAIGN_FORMS = ["newsletters: staff new campaign", "newsletters: staff edit campaign"]
+LIST_FORMS = ["newsletters: staff new list", "newsletters: staff edit list"]
+
+
+@pytest.mark.parametrize("form", CAMPAIGN_FORMS)
+def test_a_campaign_body_over_long_or_with_nul_is_refused(kit, form):
+    # It may be long (up to 50,000 characters), so it is not in the 10,001 case.
+    response, prepared, before = _post_spoiled(kit, form, body="a" * 50_001)
+    _assert_refused(response, prepared, before, ERROR_SUMMARY, "Use at most 50,000 characters.")
+    for blank in ("", "  \r\n "):
+        response = post_form(kit.client, prepared.url, {**prepared.data, "body": blank})
+        _assert_refused(response, prepared, before, ERROR_SUMMARY, "Write the newsletter")
+    response = post_form(kit.client, prepared.url, {**prepared.data, "body": "ab\x00cd"})
+    _assert_refused(response, prepared, before, ERROR_SUMMARY, NUL_MESSAGE)
+
+
+@pytest.mark.parametrize("form", CAMPAIGN_FORMS)
+def test_a_campaign_for_staff_or_an_archived_list_is_refused(kit, form):
+    prepared = FORMS[form].prepare(kit)
+    archived = _mailing_list(kit, "Old news")
+    kit.session.execute(
+        sa.update(MailingList).where(MailingList.id == archived.id).values(is_archived=True)
+    )
+    kit.session.commit()
+    before = prepared.state()
+    for changes in ({"roles": "staff"}, {"list_ids": str(archived.id)}, {"list_ids": []}):
+        response = post_form(kit.client, prepared.url, {**prepared.data, **changes})
+        _assert_refused(response, prepared, before, ERROR_SUMMARY)
+
+
+@pytest.mark.parametrize("form", LIST_FORMS)
+def test_the_consent_a_list_needs_must_be_offered_and_only_on_account_lists(kit, form):
+    # "" is a choice here ("none"), so the scope is not in the choice table.
+    prepared = FORMS[form].prepare(kit)
+    before = prepared.state()
+    for value in ["admin", "survey_recontact", "x" * 10_000, "\x00", "🧠"]:
+        response = post_form(kit.client, prepared.url, {**prepared.data, "required_scope": value})
+        _assert_refused(response, prepared, before, ERROR_SUMMARY)
+    response = post_form(kit.client, prepared.url, {**prepared.data, "visibility": "public"})
+    _assert_refused(response, prepared, before, ERROR_SUMMARY, "account holders only")
+
+
+@pytest.mark.parametrize(
+    "cron",
+    [
+        "* * * * *",
+        "*/5 * * * *",
+        "0 9 * * 1",
+        "60 9 * * mon",
+        "0 24 * * mon",
+        "0 9 31 2 *",
+        "0 9 * * mon-funday",
+        "@reboot",
+        "0 9 * *",
+        "0 9 * * mon *",
+        "0 9 * * mon; rm -rf /",
+        "0 9 ² * mon",
+        "0 99999999999999999999 * * mon",
+        "0 9 * * mon\x01",
+        "0 9 * * mon;x",
+        "0 9 * * mon<b>",
+        "0 9 * jan!! mon",
+        "٠ ٩ * * mon",
+    ],
+)
+def test_cron_expressions_that_are_no_house_schedule_are_refused(kit, cron):
+    response, prepared, before = _post_spoiled(
+        kit, "newsletters: staff schedule a recurrence", cron=cron
+    )
+    _assert_refused(response, prepared, before, ERROR_SUMMARY)
+
+
+@pytest.mark.parametrize("status", [CampaignStatus.SENDING, CampaignStatus.PAUSED])
+def test_a_campaign_being_sent_cannot_be_edited_or_rescheduled(kit, status):
+    campaign = _draft_campaign(kit, status)
+    public_id = _campaign_lists(kit, campaign.id)[0]
+    data = _campaign_data(kit, public_id)
+    kit.as_role(Role.STAFF)
+    url = f"{STAFF_NEWSLETTERS}/campaigns/{campaign.id}"
+    before = _newsletter_state(kit)
+
+    edited = post_form(kit.client, f"{url}/edit", data)
+    scheduled = post_form(
+        kit.client,
+        f"{url}/schedule",
+        {"how": "once", "send_at": _local_time_text(), "timezone": "UTC"},
+    )
+    unscheduled = post_form(kit.client, f"{url}/unschedule")
+
+    assert edited.status_code == 409
+    assert "can no longer be edited" in edited.get_data(as_text=True)
+    assert scheduled.status_code == 409
+    assert "only a draft or a scheduled campaign can be scheduled" in scheduled.get_data(
+        as_text=True
+    )
+    assert _answer(kit.client, unscheduled)[0] == 303
+    assert _newsletter_state(kit) == before
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "².1.AAAAAAAAAAAAAAAAAAAAAAAA",
+        "1.²³.AAAAAAAAAAAAAAAAAAAAAAAA",
+        "9" * 5000 + ".1.AAAAAAAAAAAAAAAAAAAAAAAA",
+        "1." + "9" * 5000 + ".AAAAAAAAAAAAAAAAAAAAAAAA",
+        "-1.1.AAAAAAAAAAAAAAAAAAAAAAAA",
+        " 1.1.AAAAAAAAAAAAAAAAAAAAAAAA",
+        "1.1",
+        "1.1.1.1",
+        "🧠.🧠.🧠",
+    ],
+    ids=lambda token: repr(token[:16]),
+)
+def test_unsubscribe_links_whose_ids_are_no_numbers_are_refused(app, kit, token):
+    public = _mailing_list(kit)
+    subscribe_email(kit.session, "reader@example.org", [public])
+    kit.session.commit()
+    before = _newsletter_state(kit)
+    mail_program = app.test_client(use_cookies=False)
+    path = f"/newsletters/unsubscribe/{token}"
+
+    answers = [
+        kit.client.get(path),
+        post_form(kit.client, f"{path}/confirm"),
+        post_form(kit.client, f"{path}/all"),
+        mail_program.post(path, data={"List-Unsubscribe": "One-Click"}),
+    ]
+    inbound = mail_program.post(
+        "/newsletters/inbound-unsubscribe", data={"subject": f"unsubscribe {token}"}
+    )
+
+    assert [answer.status_code for answer in answers] == [400] * len(answers)
+    for answer in answers:
+        assert "This unsubscribe link is not valid." in answer.get_data(as_text=True)
+    assert inbound.status_code == 200
+    assert _newsletter_state(kit) == before
+
+
+def test_huge_or_malformed_ids_in_newsletter_urls_are_not_found(kit):
+    kit.as_role(Role.STAFF)
+    for number in ("2147483648", "99999999999999999999", "0"):
+        for url in (
+            f"{STAFF_NEWSLETTERS}/campaigns/{number}",
+            f"{STAFF_NEWSLETTERS}/campaigns/{number}/edit",
+            f"{STAFF_NEWSLETTERS}/campaigns/{number}/preview",
+            f"{STAFF_NEWSLETTERS}/campaigns/{number}/progress",
+            f"{STAFF_NEWSLETTERS}/campaigns/{number}/schedule",
+            f"{STAFF_NEWSLETTERS}/lists/{number}/edit",
+            f"/newsletters/archive/{number}",
+        ):
+            assert kit.client.get(url).status_code == 404, url
+        for action in ("pause", "resume", "cancel", "unschedule", "test-send"):
+            url = f"{STAFF_NEWSLETTERS}/campaigns/{number}/{action}"
+            assert post_form(kit.client, url).status_code == 404, url
+        for action in ("archive", "restore"):
+            url = f"{STAFF_NEWSLETTERS}/lists/{number}/{action}"
+            assert post_form(kit.client, url, {"name": "x"}).status_code == 404, url
+    for url in (f"{STAFF_NEWSLETTERS}/campaigns/-1", "/newsletters/archive/1.5"):
+        assert kit.client.get(url).status_code == 404, url
+
+
+@pytest.mark.parametrize(
+    "page", ["abc", "-5", "0", "1.5", "99999999999999999999", "\x00", SCRIPT, ["2", "x"]]
+)
+def test_newsletter_listings_survive_any_page_parameter(kit, page):
+    kit.as_role(Role.STAFF)
+    for url in (
+        "/newsletters/archive",
+        f"{STAFF_NEWSLETTERS}/campaigns",
+        f"{STAFF_NEWSLETTERS}/suppressions",
+    ):
+        response = kit.client.get(url, query_string={"page": page})
+        assert response.status_code in (200, 404), url
+        _assert_not_live(response.get_data(as_text=True))
+
+
+@pytest.mark.parametrize("payload", [SCRIPT, ATTRIBUTE_BREAKER])
+def test_html_in_newsletter_texts_never_renders_live(kit, payload):
+    _consent_form(kit)
+    kit.as_role(Role.STAFF)
+    made = post_form(
+        kit.client,
+        f"{STAFF_NEWSLETTERS}/lists/new",
+        {
+            "name": f"{payload} news",
+            "description": f"About {payload}",
+            "visibility": "public",
+            "required_scope": "",
+        },
+    )
+    assert _landing(made) == f"→ {STAFF_NEWSLETTERS}/lists"
+    list_id = kit.session.scalar(sa.select(MailingList.id))
+    subscribe_email(kit.session, "reader@example.org", [kit.session.get(MailingList, list_id)])
+    kit.session.commit()
+    created = post_form(
+        kit.client,
+        f"{STAFF_NEWSLETTERS}/campaigns/new",
+        {
+            "kind": "research_update",
+            "subject": f"{payload} subject",
+            "preheader": f"{payload} preheader",
+            "body": _rich_text(payload),
+            "list_ids": str(list_id),
+        },
+    )
+    assert _landing(created) == NumberedPage(f"→ {STAFF_NEWSLETTERS}/campaigns/<n>")
+    campaign_url = created.headers["Location"]
+    plain = (f"{payload} news", f"About {payload}")
+    _assert_shown_as_text(_page(kit.client, f"{STAFF_NEWSLETTERS}/lists"), plain[0])
+    _assert_shown_as_text(_page(kit.client, f"{STAFF_NEWSLETTERS}/lists/{list_id}/edit"), *plain)
+    _assert_shown_as_text(_page(kit.client, f"{STAFF_NEWSLETTERS}/campaigns"), f"{payload} subject")
+    for url in (campaign_url, f"{campaign_url}/preview", f"{campaign_url}/edit"):
+        _assert_shown_as_text(_page(kit.client, url), f"{payload} subject")
+    preview = _page(kit.client, f"{campaign_url}/preview")
+    assert '<a href="https://ok.example"' in preview  # the safe link is kept
+
+    # Sent: the archive shows it to anyone, as sanitised as the preview.
+    campaign_id = int(campaign_url.rstrip("/").rsplit("/", 1)[1])
+    campaign = kit.session.get(Campaign, campaign_id)
+    kit.session.add(
+        Send(
+            campaign_id=campaign_id,
+            occurrence_at=utcnow(),
+            status=SendStatus.SENT,
+            subject=campaign.subject,
+            preheader=campaign.preheader,
+            body_markdown=campaign.body_markdown,
+            audience_size=1,
+            started_at=utcnow(),
+            finished_at=utcnow(),
+        )
+    )
+    kit.session.commit()
+    send_id = kit.session.scalar(sa.select(Send.id))
+    guest = kit.app.test_client()
+    _assert_shown_as_text(_page(guest, "/newsletters/subscribe"), *plain)
+    _assert_shown_as_text(_page(guest, "/newsletters/archive"), f"{payload} subject")
+    _assert_shown_as_text(_page(guest, f"/newsletters/archive/{send_id}"), f"{payload} subject")

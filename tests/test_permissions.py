@@ -36,8 +36,17 @@ from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
 from governance import catalogue, proposals
 from governance.models import AnalysisMode, ConsentNotice
+from newsletters.models import (
+    Campaign,
+    CampaignStatus,
+    MailingList,
+    Send,
+    SendStatus,
+    Suppression,
+)
 from tests import consent_support
 from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
+from tests.newsletters.support import make_campaign, make_list
 
 # Outcomes: an HTTP status, or a redirect written as "→ <path>" ("→ sign-in" is checked to
 # carry ?next=<the page asked for>).
@@ -47,6 +56,7 @@ HOME = "→ /"
 TO_ACCOUNT = "→ /account"
 TO_TOPIC = "→ /topics/N"  # ids in redirect paths are written as N
 TO_MODERATION = "→ /topics/moderation"
+TO_CAMPAIGN = "→ /staff/newsletters/campaigns/N"
 
 ANONYMOUS = "anonymous"
 ROLES = ("participant", "clinician", "custodian", "organisation", "staff")
@@ -282,6 +292,74 @@ ACCESS: dict[str, Access] = {
     "consent_staff.participant": Access(
         get=only("staff", allowed=NOT_FOUND), post=only("staff", allowed=NOT_FOUND)
     ),
+    # Newsletters: subscribers' pages. Preferences are for account holders; public sign-up is
+    # for anyone (an empty form is a 400 with its errors). Links from emails carry a signed
+    # token: the table's is forged, so every page and button behind one answers 400.
+    "newsletters.preferences": Access(
+        get=signed_in(OK), post=signed_in("→ /newsletters/preferences")
+    ),
+    "newsletters.subscribe": Access(get=everyone(OK), post=everyone(BAD)),
+    "newsletters.check_email": Access(get=everyone(OK)),
+    "newsletters.confirm": Access(get=everyone(BAD), post=everyone(BAD)),
+    "newsletters.unsubscribe": Access(get=everyone(BAD)),
+    "newsletters.unsubscribe_confirm": Access(get=everyone(NOT_ALLOWED), post=everyone(BAD)),
+    "newsletters.unsubscribe_everything": Access(get=everyone(NOT_ALLOWED), post=everyone(BAD)),
+    # Mail programs' hooks (no CSRF token: the signed token or signature is the proof). A GET
+    # of the one-click URL is the unsubscribe page's (forged token: 400); the inbound-parse hook
+    # answers 200 whatever it is sent; the event webhook refuses everything while no
+    # verification key is configured (503).
+    "newsletters_hooks.one_click_unsubscribe": Access(get=everyone(BAD), post=everyone(BAD)),
+    "newsletters_hooks.inbound_unsubscribe": Access(get=everyone(NOT_ALLOWED), post=everyone(OK)),
+    "newsletters_hooks.sendgrid_events": Access(get=everyone(NOT_ALLOWED), post=everyone(503)),
+    # The archive: the world's send went to a public list, so anyone may read it.
+    "newsletters.archive": Access(get=everyone(OK)),
+    "newsletters.archive_send": Access(get=everyone(OK)),
+    # Newsletter staff pages: lists. Archive and restore need the list's name in the form (400).
+    "newsletters_staff.lists": Access(get=only("staff")),
+    "newsletters_staff.new_list": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "newsletters_staff.edit_list": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "newsletters_staff.archive_list": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "newsletters_staff.restore_list": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    # Campaigns: the world's campaign is a draft, so its editor and schedule open; its buttons
+    # flash what happened (or why not) back on the campaign's page.
+    "newsletters_staff.campaigns": Access(get=only("staff")),
+    "newsletters_staff.new_campaign": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "newsletters_staff.campaign": Access(get=only("staff")),
+    "newsletters_staff.edit_campaign": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "newsletters_staff.preview_campaign": Access(get=only("staff")),
+    "newsletters_staff.campaign_progress": Access(get=only("staff")),
+    "newsletters_staff.schedule_campaign": Access(
+        get=only("staff"), post=only("staff", allowed=BAD)
+    ),
+    "newsletters_staff.test_send": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
+    ),
+    "newsletters_staff.unschedule_campaign": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
+    ),
+    "newsletters_staff.pause_campaign": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
+    ),
+    "newsletters_staff.resume_campaign": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
+    ),
+    "newsletters_staff.cancel_campaign": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
+    ),
+    # Suppressions: the add form posts to the page's own URL, so its GET is the page.
+    "newsletters_staff.suppressions": Access(get=only("staff")),
+    "newsletters_staff.add_suppression": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "newsletters_staff.remove_suppression": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    # Settling unknown emails: an empty POST names no action.
+    "newsletters_staff.settle_unknown": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
 }
 
 # A token that looks like an itsdangerous one (payload.timestamp.signature) but is not valid.
@@ -298,7 +376,8 @@ def _app_rules(app: Flask) -> list[Rule]:
 class World:
     """Rows the URLs point at: a staff target account, a registry, a topic and a comment, and
     consent rows: another participant's receipt and erasure request, the published form
-    (number 1) and a draft version with its scopes."""
+    (number 1) and a draft version with its scopes; and newsletter rows: a public list, a draft
+    campaign on it and another campaign's past send."""
 
     target: User
     registry: Registry
@@ -307,6 +386,7 @@ class World:
     message_id: int
     governance: dict[str, Any]
     consent: dict[str, Any]
+    newsletters: dict[str, Any]
 
     def url_values(self) -> dict[str, Any]:
         """Concrete values for every URL argument the app uses."""
@@ -319,6 +399,7 @@ class World:
             "message_id": self.message_id,
             **self.consent,
             **self.governance,
+            **self.newsletters,
         }
 
 
@@ -354,6 +435,7 @@ def world(app, make_user, make_registry) -> World:
         consent = _consent_world(app, session, author, staff)
         registry = make_registry(code="SMSREG")
         governance = _governance_world(session, staff, registry)
+        newsletter_ids = _newsletter_world(session, staff)
     finally:
         session.close()
     return World(
@@ -364,7 +446,33 @@ def world(app, make_user, make_registry) -> World:
         message_id=message_id,
         consent=consent,
         governance=governance,
+        newsletters=newsletter_ids,
     )
+
+
+def _newsletter_world(session, staff: User) -> dict[str, Any]:
+    """A public mailing list with a draft campaign by staff, and another campaign's send to
+    that list that went out yesterday (the archive's entry)."""
+    mailing_list = make_list(session, "Research updates")
+    draft = make_campaign(session, [mailing_list], created_by_id=staff.id)
+    sent = make_campaign(
+        session, [mailing_list], subject="Winter research news", status=CampaignStatus.SENT
+    )
+    when = utcnow() - timedelta(days=1)
+    send = Send(
+        campaign_id=sent.id,
+        occurrence_at=when,
+        status=SendStatus.SENT,
+        subject=sent.subject,
+        preheader=sent.preheader,
+        body_markdown=sent.body_markdown,
+        audience_size=1,
+        started_at=when,
+        finished_at=when,
+    )
+    session.add(send)
+    session.commit()
+    return {"list_id": mailing_list.id, "campaign_id": draft.id, "send_id": send.id}
 
 
 def _governance_world(session, staff: User, registry: Registry) -> dict[str, Any]:
@@ -818,6 +926,67 @@ def test_only_participants_record_consent_and_only_staff_publish_forms(
     else:
         assert publishing == refused
         assert versions == before[1]
+
+
+def _newsletter_rows(session) -> tuple:
+    session.expire_all()
+    lists = list(
+        session.execute(
+            sa.select(MailingList.name, MailingList.is_archived).order_by(MailingList.id)
+        )
+    )
+    campaigns = list(session.scalars(sa.select(Campaign.subject).order_by(Campaign.id)))
+    suppressed = list(session.scalars(sa.select(Suppression.email)))
+    return lists, campaigns, suppressed
+
+
+@pytest.mark.parametrize("viewer", VIEWERS)
+def test_only_staff_change_mailing_lists_campaigns_and_suppressions(
+    client, session, as_role, viewer
+):
+    mailing_list = make_list(session, "Research updates")
+    session.commit()
+    list_id = mailing_list.id
+    if viewer != ANONYMOUS:
+        role, options = VIEWER_ACCOUNTS[viewer]
+        as_role(role, **options)
+    before = _newsletter_rows(session)
+    posts = {
+        "/staff/newsletters/lists/new": {
+            "name": "Trial news",
+            "description": "New trials.",
+            "visibility": "public",
+            "required_scope": "",
+        },
+        "/staff/newsletters/campaigns/new": {
+            "kind": "research_update",
+            "subject": "Spring news",
+            "body": "Dear {name}, news.",
+            "list_ids": str(list_id),
+        },
+        # After the campaign: an archived list is not offered for new campaigns.
+        f"/staff/newsletters/lists/{list_id}/archive": {"name": "Research updates"},
+        "/staff/newsletters/suppressions": {"email": "someone@example.org"},
+    }
+
+    got = [_outcome(post_form(client, url, data), url) for url, data in posts.items()]
+
+    after = _newsletter_rows(session)
+    if viewer == "staff":
+        assert got == [
+            "→ /staff/newsletters/lists",
+            TO_CAMPAIGN,
+            "→ /staff/newsletters/lists",
+            "→ /staff/newsletters/suppressions",
+        ]
+        assert after == (
+            [("Research updates", True), ("Trial news", False)],
+            ["Spring news"],
+            ["someone@example.org"],
+        )
+    else:
+        assert got == [SIGN_IN if viewer == ANONYMOUS else FORBIDDEN] * len(posts)
+        assert after == before
 
 
 def test_resend_verification_needs_a_session_and_mails_only_the_signed_in_person(

@@ -138,3 +138,15 @@ def people(session: Session, user_ids: Iterable[int]) -> dict[int, Person]:
         sa.select(User.id, User.display_name, User.email).where(User.id.in_(ids))
     ).all()
     return {row.id: Person(*row) for row in rows}
+
+
+def recipient_rows(
+    *,
+    roles: Iterable[Role] | None = None,
+    countries: Iterable[str] | None = None,
+    languages: Iterable[str] | None = None,
+) -> sa.Select[tuple[int, str, str, str]]:
+    """A query of (id, email, display_name, language) of reachable accounts, filtered like
+    :func:`recipient_ids`, for other packages to join against (a newsletter audience)."""
+    ids = recipient_ids(roles=roles, countries=countries, languages=languages)
+    return ids.with_only_columns(User.id, User.email, User.display_name, User.language)

@@ -382,3 +382,26 @@ def iter_permitting_ids(
             return
         yield batch
         last = batch[-1]
+
+
+def permitting_ids(session: Session, scopes: Iterable[str]) -> sa.Select[tuple[int]] | None:
+    """A query of the user ids of the participants who currently permit all of ``scopes``, for
+    other packages to use as a subquery (a newsletter audience); None when nobody can.
+
+    :raises UnknownScope: a code that no published form ever had.
+    """
+    permitting = _permitting(session, scopes, None)
+    return None if permitting is None else permitting[0]
+
+
+def permitting_among(session: Session, scopes: Iterable[str], user_ids: Iterable[int]) -> set[int]:
+    """Which of ``user_ids`` currently permit all of ``scopes`` (one statement).
+
+    :raises UnknownScope: a code that no published form ever had.
+    """
+    ids = sorted(set(user_ids))
+    permitting = _permitting(session, scopes, None) if ids else None
+    if permitting is None:
+        return set()
+    query, user_id = permitting
+    return set(session.scalars(query.where(user_id.in_(ids))))

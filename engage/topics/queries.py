@@ -4,6 +4,7 @@ what staff moderate, the discussion, and topics like a new title."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -330,3 +331,9 @@ def reported_items(session: Session) -> list[ReportedItem]:
         )
         item.reasons.append(report.reason)
     return list(grouped.values())
+
+
+def supporter_ids(topic_ids: Iterable[int]) -> sa.Select[tuple[int]]:
+    """A query of the ids of the people who currently support any of ``topic_ids``, for other
+    packages to use as a subquery (a progress report reaches the people who asked for it)."""
+    return sa.select(TopicSupport.user_id).where(TopicSupport.topic_id.in_(list(topic_ids)))

@@ -89,6 +89,9 @@ class Config:
         self.NEWSLETTER_BATCH_SIZE = _env_int("NEWSLETTER_BATCH_SIZE", 1000)
         self.NEWSLETTER_LEASE_SECONDS = _env_int("NEWSLETTER_LEASE_SECONDS", 300)
         self.NEWSLETTER_RETRY_BASE_SECONDS = _env_int("NEWSLETTER_RETRY_BASE_SECONDS", 30)
+        # A send's audience is written in committed chunks of this many subscriber ids, so
+        # delivery starts on the first while the rest is written.
+        self.NEWSLETTER_FREEZE_CHUNK_IDS = _env_int("NEWSLETTER_FREEZE_CHUNK_IDS", 100_000)
         # The mailbox of the List-Unsubscribe mailto link (None: https link only).
         self.NEWSLETTER_UNSUBSCRIBE_MAILTO = os.environ.get("NEWSLETTER_UNSUBSCRIBE_MAILTO") or None
         # Hours an email may stay "outcome unknown" without any provider event before staff may

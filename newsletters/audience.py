@@ -9,6 +9,7 @@ registries and topics are read through their packages' query functions.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ from newsletters.models import (
     Delivery,
     DeliveryStatus,
     MailingList,
+    Send,
     Subscriber,
     Subscription,
     SubscriptionStatus,
@@ -119,12 +121,22 @@ def _account_candidates(
 
 
 def candidate_queries(
-    session: Session, list_ids: Iterable[int], audience: dict[str, Any]
+    session: Session,
+    list_ids: Iterable[int],
+    audience: dict[str, Any],
+    *,
+    confirmed_by: datetime | None = None,
 ) -> list[sa.Select[Any]]:
     """The queries of (subscriber_id, list_id, user_id, email, name, language) rows that make
-    up the audience, one or two per list; a subscriber may appear once per list."""
+    up the audience, one or two per list, in a fixed order; a subscriber may appear once per
+    list.
+
+    :param confirmed_by: only subscriptions confirmed by then (a send's start).
+    """
     lists = session.scalars(
-        sa.select(MailingList).where(MailingList.id.in_(sorted(set(list_ids))))
+        sa.select(MailingList)
+        .where(MailingList.id.in_(sorted(set(list_ids))))
+        .order_by(MailingList.id)  # a resumed freeze relies on the same order
     ).all()
     queries = []
     for mailing_list in lists:
@@ -132,6 +144,8 @@ def candidate_queries(
             _public_candidates(mailing_list, audience),
             _account_candidates(session, mailing_list, audience),
         ):
+            if query is not None and confirmed_by is not None:
+                query = query.where(Subscription.confirmed_at <= confirmed_by)
             if query is not None:
                 queries.append(query)
     return queries
@@ -148,45 +162,71 @@ def count_audience(session: Session, list_ids: Iterable[int], audience: dict[str
     return session.scalar(sa.select(sa.func.count(sa.distinct(union.c[3])))) or 0
 
 
-def freeze(
+# Subscriber ids per chunk of a freeze (each chunk is one committed transaction).
+FREEZE_CHUNK_IDS = 100_000
+
+
+def freeze_chunk(
     session: Session,
-    send_id: int,
+    send: Send,
     list_ids: Iterable[int],
     audience: dict[str, Any],
-    now: Any,
-) -> int:
-    """Write one ``pending`` delivery row per recipient of the new send ``send_id`` (a person
-    on two of its lists, or on a list both with and without an account, gets one) and return
-    how many were written.
+    *,
+    chunk_ids: int = FREEZE_CHUNK_IDS,
+) -> bool:
+    """Write the next chunk of the send's audience as ``pending`` delivery rows (the caller
+    commits each chunk, so delivery starts while the rest is written) and move the send's
+    freeze position on. Returns True when the audience is complete.
 
-    Each candidate query is free of duplicates on its own (one row per subscriber of one
-    list, and subscribers' addresses are unique within each kind), so the first is inserted
-    as it is and each later one skips the addresses already written; the unique constraint on
-    (send, address) backs this up. Plain inserts, not ``ON CONFLICT``: a million speculative
-    inserts cost far more.
+    The audience is who was confirmed when the send started: later subscriptions are left out
+    whichever chunk they fall in. Each candidate query is written in subscriber-id ranges, one
+    query after the other. The first is free of duplicates on its own (one row per subscriber
+    of one list) and is inserted as it is; every later one skips the addresses already
+    written, so a person on two lists, or on a list with and without an account, gets one
+    copy; the unique constraint on (send, address) backs this up. Plain inserts, not ``ON
+    CONFLICT``: a million speculative inserts cost far more.
     """
-    for number, query in enumerate(candidate_queries(session, list_ids, audience or {})):
+    queries = candidate_queries(session, list_ids, audience or {}, confirmed_by=send.started_at)
+    if send.freeze_query >= len(queries):
+        return True
+    first, last = session.execute(
+        sa.select(sa.func.min(Subscriber.id), sa.func.max(Subscriber.id)).where(
+            Subscriber.id > send.freeze_after_id
+        )
+    ).one()
+    if first is None:  # no subscriber left to look at for this query
+        send.freeze_query += 1
+        send.freeze_after_id = 0
+        return send.freeze_query >= len(queries)
+    last_id = last
+    low, high = first - 1, first - 1 + chunk_ids
+    query = queries[send.freeze_query].where(Subscriber.id > low, Subscriber.id <= high)
+    if send.freeze_query:
         email = query.selected_columns[3]
-        if number:
-            query = query.where(
-                ~sa.exists().where(Delivery.send_id == send_id, Delivery.email == email)
-            )
-        rows = query.add_columns(
-            sa.literal(send_id).label("send_id"),
-            sa.literal(DeliveryStatus.PENDING.value).label("status"),
-            sa.literal(0).label("attempts"),
-            sa.literal(now, type_=Delivery.__table__.c.next_attempt_at.type).label("due"),
+        query = query.where(
+            ~sa.exists().where(Delivery.send_id == send.id, Delivery.email == email)
         )
-        session.execute(
-            sa.insert(Delivery).from_select(
-                [*CANDIDATE_COLUMNS, "send_id", "status", "attempts", "next_attempt_at"], rows
-            )
+    rows = query.add_columns(
+        sa.literal(send.id).label("send_id"),
+        sa.literal(DeliveryStatus.PENDING.value).label("status"),
+        sa.literal(0).label("attempts"),
+        sa.literal(send.started_at, type_=Delivery.__table__.c.next_attempt_at.type).label("due"),
+    )
+    session.execute(
+        sa.insert(Delivery).from_select(
+            [*CANDIDATE_COLUMNS, "send_id", "status", "attempts", "next_attempt_at"], rows
         )
-    if session.get_bind().dialect.name == "postgresql":
-        # Fresh statistics, so the workers' claims plan for the table as it now is (a
-        # million new rows would otherwise be planned as a handful until autovacuum runs).
-        session.execute(sa.text("ANALYZE newsletter_deliveries"))
-    # Counted afterwards: drivers don't all report an INSERT … SELECT's row count.
+    )
+    if high >= last_id:
+        send.freeze_query += 1
+        send.freeze_after_id = 0
+    else:
+        send.freeze_after_id = high
+    return send.freeze_query >= len(queries)
+
+
+def frozen_size(session: Session, send_id: int) -> int:
+    """How many delivery rows the send's audience has."""
     return (
         session.scalar(
             sa.select(sa.func.count()).select_from(Delivery).where(Delivery.send_id == send_id)

@@ -232,9 +232,15 @@ class Send(Base):
     subject: Mapped[str] = mapped_column(sa.String(200))
     preheader: Mapped[str] = mapped_column(sa.String(200), default="")
     body_markdown: Mapped[str] = mapped_column(sa.Text)
-    # How many deliveries the frozen audience had.
+    # How many deliveries the frozen audience had (so far, while it is being written).
     audience_size: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The audience is written in chunks, each committed, so workers start on the first while
+    # the rest is written: whether that is still going on (a send is never finished before),
+    # and which candidate query and subscriber id it has reached.
+    is_freezing: Mapped[bool] = mapped_column(default=False)
+    freeze_query: Mapped[int] = mapped_column(default=0)
+    freeze_after_id: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (

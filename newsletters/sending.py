@@ -60,9 +60,10 @@ def _next_run(campaign: Campaign, after: datetime) -> datetime | None:
 
 
 def start_occurrence(session: Session, campaign: Campaign, now: datetime) -> Send | None:
-    """Start the campaign's due occurrence: create its send, freeze content and audience, and
-    move ``next_run_at`` on. Returns the send, or None when that occurrence had already been
-    started (by another scheduler) or the campaign is no longer scheduled.
+    """Start the campaign's due occurrence: create its send (content copied, audience still to
+    be written: see :func:`freeze_audience`) and move ``next_run_at`` on. Returns the send, or
+    None when that occurrence had already been started (by another scheduler) or the campaign
+    is no longer scheduled.
 
     The caller holds the campaign row locked and commits.
     """
@@ -81,6 +82,9 @@ def start_occurrence(session: Session, campaign: Campaign, now: datetime) -> Sen
             body_markdown=campaign.body_markdown,
             audience_size=0,
             started_at=now,
+            is_freezing=True,
+            freeze_query=0,
+            freeze_after_id=0,
         )
         .on_conflict_do_nothing(index_elements=["campaign_id", "occurrence_at"])
         .returning(Send.id)
@@ -92,17 +96,13 @@ def start_occurrence(session: Session, campaign: Campaign, now: datetime) -> Sen
         return None
     send = session.get(Send, send_id)
     assert send is not None
-    size = audience.freeze(
-        session, send_id, list_ids_of(session, campaign.id), campaign.audience, now
-    )
-    send.audience_size = size
     session.add(
         CampaignStatusChange(
             campaign_id=campaign.id,
             send_id=send_id,
             from_status=None,
             to_status=f"send:{SendStatus.SENDING.value}",
-            reason=f"Sending started for {size} recipient(s); the audience is now fixed",
+            reason="Sending started: the audience is who is subscribed and confirmed now",
             created_at=now,
         )
     )
@@ -114,13 +114,72 @@ def start_occurrence(session: Session, campaign: Campaign, now: datetime) -> Sen
         send_id=send_id,
         reason=f"Occurrence of {occurrence:%Y-%m-%d %H:%M} UTC started",
     )
-    if size == 0:
-        finish_send(session, send, campaign, now, reason="Nobody was in the audience any more")
     return send
 
 
+def freeze_audience(
+    session: Session, send_id: int, now: datetime, *, chunk_ids: int = audience.FREEZE_CHUNK_IDS
+) -> int | None:
+    """Write the send's audience chunk by chunk, committing each (delivery workers start on
+    the first while the rest is written), and finish it: record the size, and a send nobody
+    is left in is finished at once. A freeze cut off (a crash) resumes where its last chunk
+    ended. Returns the audience size, or None when the send was cancelled meanwhile."""
+    dialect = session.get_bind().dialect.name
+    chunks = 0
+    while True:
+        lock_rows(session, Send, [send_id])
+        send = session.get(Send, send_id, populate_existing=True)
+        if send is None or not send.is_freezing:
+            session.commit()
+            return None if send is None else send.audience_size
+        if send.status == SendStatus.CANCELLED:
+            send.is_freezing = False
+            session.commit()
+            return None
+        campaign_lists = list_ids_of(session, send.campaign_id)
+        campaign = session.get(Campaign, send.campaign_id)
+        assert campaign is not None
+        done = audience.freeze_chunk(
+            session, send, campaign_lists, campaign.audience, chunk_ids=chunk_ids
+        )
+        chunks += 1
+        if dialect == "postgresql" and (chunks == 1 or done):
+            # Fresh statistics, so the workers' claims plan for the table as it now is (a
+            # million new rows would otherwise be planned as a handful until autovacuum runs).
+            session.execute(sa.text("ANALYZE newsletter_deliveries"))
+        if done:
+            break
+        session.commit()
+    size = audience.frozen_size(session, send_id)
+    send.audience_size = size
+    send.is_freezing = False
+    session.add(
+        CampaignStatusChange(
+            campaign_id=send.campaign_id,
+            send_id=send_id,
+            from_status=f"send:{send.status.value}",
+            to_status=f"send:{send.status.value}",
+            reason=f"The audience is fixed: {size} recipient(s)",
+            created_at=now,
+        )
+    )
+    if size == 0 and send.status == SendStatus.SENDING:
+        lock_rows(session, Campaign, [send.campaign_id])
+        campaign = session.get(Campaign, send.campaign_id, populate_existing=True)
+        assert campaign is not None
+        finish_send(session, send, campaign, now, reason="Nobody was in the audience any more")
+    session.commit()
+    return size
+
+
 def start_due(session: Session, now: datetime, config: dict[str, Any]) -> str:
-    """The ``newsletters.start_due`` job: start every campaign whose occurrence is due."""
+    """The ``newsletters.start_due`` job: finish writing any audience a crash cut off, then
+    start every campaign whose occurrence is due and write its audience (each step commits
+    on its own)."""
+    chunk_ids = int(config.get("NEWSLETTER_FREEZE_CHUNK_IDS") or audience.FREEZE_CHUNK_IDS)
+    resumed = list(session.scalars(sa.select(Send.id).where(Send.is_freezing.is_(True))))
+    for send_id in resumed:
+        freeze_audience(session, send_id, now, chunk_ids=chunk_ids)
     query = (
         sa.select(Campaign.id)
         .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.next_run_at <= now)
@@ -132,12 +191,18 @@ def start_due(session: Session, now: datetime, config: dict[str, Any]) -> str:
         lock_rows(session, Campaign, [campaign_id])
         campaign = session.get(Campaign, campaign_id, populate_existing=True)
         if campaign is None or campaign.next_run_at is None or campaign.next_run_at > now:
+            session.commit()
             continue
         send = start_occurrence(session, campaign, now)
+        session.commit()
         if send is not None:
-            started.append(f"campaign {campaign_id}: {send.audience_size} recipient(s)")
+            size = freeze_audience(session, send.id, now, chunk_ids=chunk_ids)
+            started.append(f"campaign {campaign_id}: {size or 0} recipient(s)")
     finished = finish_done_sends(session, now)
-    return f"started {len(started)} send(s) ({'; '.join(started) or '-'}), finished {finished}"
+    return (
+        f"started {len(started)} send(s) ({'; '.join(started) or '-'}), finished {finished}, "
+        f"resumed writing {len(resumed)} audience(s)"
+    )
 
 
 def finish_send(
@@ -166,7 +231,9 @@ def finish_done_sends(
     session: Session, now: datetime, send_ids: Iterable[int] | None = None
 ) -> int:
     """Finish every sending send with nothing queued or in flight; returns how many."""
-    sending = sa.select(Send.id).where(Send.status == SendStatus.SENDING)
+    sending = sa.select(Send.id).where(
+        Send.status == SendStatus.SENDING, Send.is_freezing.is_(False)
+    )
     if send_ids is not None:
         sending = sending.where(Send.id.in_(list(send_ids)))
     candidates = list(session.scalars(sending))
@@ -194,7 +261,7 @@ def finish_done_sends(
             .select_from(Delivery)
             .where(Delivery.send_id == send_id, Delivery.status.in_(IN_FLIGHT))
         )
-        if send.status != SendStatus.SENDING or still_busy or campaign is None:
+        if send.status != SendStatus.SENDING or send.is_freezing or still_busy or not campaign:
             continue
         finish_send(session, send, campaign, now, reason="Every recipient was handled")
         finished += 1

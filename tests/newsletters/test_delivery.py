@@ -413,9 +413,11 @@ def test_every_status_change_is_logged(app, session, audience_world):
     assert [(c.from_status, c.to_status) for c in changes] == [
         (None, "send:sending"),
         ("scheduled", "sending"),
+        ("send:sending", "send:sending"),  # the audience is fixed
         ("send:sending", "send:sent"),
         ("sending", "sent"),
     ]
+    assert "The audience is fixed: 3 recipient(s)" in [c.reason for c in changes]
 
 
 def test_unknown_emails_are_settled_by_provider_events_or_by_staff_after_a_day(
@@ -508,3 +510,47 @@ def test_staff_settle_unknown_emails_from_the_campaign_page(
     assert (empty.status_code, forged.status_code) == (400, 400)
     assert "3 email(s) now count as sent" in answer.get_data(as_text=True)
     assert statuses(session, send.id) == Counter({DeliveryStatus.ACCEPTED: 3})
+
+
+def test_a_large_audience_is_written_in_chunks_that_delivery_starts_on_and_a_cut_off_freeze_resumes(
+    app, session, mailbox
+):
+    from newsletters import audience as audience_module
+
+    research = make_list(session, "Research updates")
+    for n in range(5):
+        subscribe_email(session, f"reader{n}@example.org", [research], name=f"Reader {n}")
+    campaign = make_campaign(
+        session, [research], status=CampaignStatus.SCHEDULED, send_at=utcnow() - timedelta(1)
+    )
+    session.commit()
+    started_at = utcnow()
+    send = sending.start_occurrence(session, campaign, started_at)
+    session.commit()
+    # The first chunk is written and committed; then the freezing process stops (a crash).
+    audience_module.freeze_chunk(
+        session, send, sending.list_ids_of(session, campaign.id), {}, chunk_ids=2
+    )
+    session.commit()
+    subscribe_email(session, "after-start@example.org", [research])  # confirmed too late
+    session.commit()
+
+    early = delivery.deliver(app)  # workers start on what is written
+    assert early.accepted == 2
+    session.expire_all()
+    assert session.get(Send, send.id).status == SendStatus.SENDING  # not finished: freezing
+
+    summary = sending.start_due(session, utcnow(), {"NEWSLETTER_FREEZE_CHUNK_IDS": 2})
+    session.commit()
+    later = delivery.deliver(app)
+
+    assert "resumed writing 1 audience(s)" in summary
+    assert later.accepted == 3
+    assert sorted(m.to for m in mailbox.messages) == [f"reader{n}@example.org" for n in range(5)]
+    session.expire_all()
+    finished = session.get(Send, send.id)
+    assert (finished.status, finished.audience_size, finished.is_freezing) == (
+        SendStatus.SENT,
+        5,
+        False,
+    )

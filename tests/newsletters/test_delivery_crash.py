@@ -137,6 +137,7 @@ def seed_send(app, count: int) -> int:
         send = sending.start_occurrence(session, campaign, now)
         session.commit()
         send_id = send.id
+        sending.freeze_audience(session, send_id, now)
         session.close()
     return send_id
 
@@ -414,6 +415,7 @@ def test_a_consent_withdrawn_while_a_send_is_under_way_stops_that_persons_copy(
         send = sending.start_occurrence(session, campaign, now)
         session.commit()
         send_id = send.id
+        sending.freeze_audience(session, send_id, now)
         withdrawing = people[-8:]
         for _ in range(40):
             fake_sendgrid.enqueue(202, delay=0.05)

@@ -16,6 +16,7 @@ from flask import abort, current_app, flash, jsonify, redirect, render_template,
 from sqlalchemy.orm import Session
 
 from engage.choices import LANGUAGE_CHOICES, country_names
+from engage.consent.queries import current_scopes
 from engage.db import get_session
 from engage.registries.queries import all_registries, registry_choices
 from engage.roles import Role
@@ -67,10 +68,10 @@ def refusal_status(exc: NewsletterError) -> int:
     return 400
 
 
-def _list_label(mailing_list: Any) -> str:
+def _list_label(mailing_list: Any, scope_titles: dict[str, str]) -> str:
     who = "public" if mailing_list.visibility == ListVisibility.PUBLIC else "account holders"
     scope = mailing_list.required_scope
-    extra = f"; needs consent “{scope}”" if scope else ""
+    extra = f"; needs consent to “{scope_titles.get(scope, scope)}”" if scope else ""
     archived = "; archived" if mailing_list.is_archived else ""
     return f"{mailing_list.name} ({who}{extra}{archived})"
 
@@ -95,6 +96,7 @@ def _editor_form(campaign: Campaign | None) -> CampaignForm:
         for i in audience.get("topic_ids", [])
         if i not in offered
     ]
+    titles = {scope.code: scope.title for scope in current_scopes(session)}
     data = None
     if campaign is not None and request.method == "GET":
         data = {
@@ -107,7 +109,9 @@ def _editor_form(campaign: Campaign | None) -> CampaignForm:
         }
     return CampaignForm(
         data=data,
-        lists=[(m.id, _list_label(m)) for m in queries.offered_lists(session, keep=current)],
+        lists=[
+            (m.id, _list_label(m, titles)) for m in queries.offered_lists(session, keep=current)
+        ],
         registries=registries,
         topics=topics,
     )

@@ -9,6 +9,7 @@ registries and topics are read through their packages' query functions.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -160,6 +161,52 @@ def count_audience(session: Session, list_ids: Iterable[int], audience: dict[str
     union = sa.union_all(*queries).subquery()
     # Each subscriber has one address, so freezing writes one row per distinct address.
     return session.scalar(sa.select(sa.func.count(sa.distinct(union.c[3])))) or 0
+
+
+# Up to this many candidate rows an estimate is counted exactly (addresses made distinct);
+# beyond it, the sum of the candidate queries' counts is shown as an upper bound.
+EXACT_COUNT_LIMIT = 200_000
+
+
+@dataclass(frozen=True)
+class AudienceEstimate:
+    """How many people a campaign would reach now, for staff pages."""
+
+    count: int
+    # False: ``count`` is an upper bound (a person on several lists may be counted more than
+    # once); the exact number is fixed when sending starts.
+    is_exact: bool
+
+
+def is_empty(session: Session, list_ids: Iterable[int], audience: dict[str, Any]) -> bool:
+    """Whether nobody would receive a campaign on ``list_ids`` with ``audience`` now (one
+    cheap look per candidate query, stopping at the first person found)."""
+    for query in candidate_queries(session, list_ids, audience or {}):
+        if session.scalar(sa.select(sa.literal(1)).select_from(query.limit(1).subquery())):
+            return False
+    return True
+
+
+def estimate(
+    session: Session,
+    list_ids: Iterable[int],
+    audience: dict[str, Any],
+    *,
+    exact_limit: int = EXACT_COUNT_LIMIT,
+) -> AudienceEstimate:
+    """The audience's size for a staff page without making addresses distinct over millions
+    of rows: exact when there is one candidate query or few rows, else an upper bound."""
+    queries = candidate_queries(session, list_ids, audience or {})
+    counts = [
+        session.scalar(sa.select(sa.func.count()).select_from(query.subquery())) or 0
+        for query in queries
+    ]
+    total = sum(counts)
+    if len([count for count in counts if count]) <= 1:
+        return AudienceEstimate(total, True)
+    if total <= exact_limit:
+        return AudienceEstimate(count_audience(session, list_ids, audience), True)
+    return AudienceEstimate(total, False)
 
 
 # Subscriber ids per chunk of a freeze (each chunk is one committed transaction).

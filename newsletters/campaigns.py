@@ -29,7 +29,7 @@ from engage.db import lock_rows
 from engage.registries import queries as registry_queries
 from engage.roles import Role
 from newsletters import content, queries
-from newsletters.audience import count_audience
+from newsletters.audience import is_empty
 from newsletters.errors import InvalidState, NewsletterError, NotFound
 from newsletters.models import (
     Campaign,
@@ -205,17 +205,15 @@ def _check_registries(session: Session, audience: dict[str, list[Any]]) -> None:
         raise NewsletterError("Choose registries from the list of active registries.")
 
 
-def _require_audience(session: Session, campaign: Campaign) -> int:
-    """How many would receive ``campaign`` now; :class:`EmptyAudience` when nobody."""
+def _require_audience(session: Session, campaign: Campaign) -> None:
+    """:class:`EmptyAudience` when nobody would receive ``campaign`` now."""
     session.flush()
-    size = count_audience(session, list_ids_of(session, campaign.id), campaign.audience or {})
-    if size == 0:
+    if is_empty(session, list_ids_of(session, campaign.id), campaign.audience or {}):
         raise EmptyAudience(
             "Nobody would receive this campaign: no confirmed subscriber of its lists matches "
             "its audience filter (or gives the consent a list needs). Choose other lists or a "
             "wider audience. Nothing was changed."
         )
-    return size
 
 
 def _apply(

@@ -24,7 +24,7 @@ from engage.security import roles_required
 from engage.timeutil import utcnow
 from engage.views import commit_or_explain, page_arg, refused, saved, signed_in_person
 from newsletters import campaigns, queries
-from newsletters.audience import count_audience
+from newsletters.audience import estimate as estimate_audience
 from newsletters.blueprints import newsletters_staff
 from newsletters.campaign_forms import (
     ONCE,
@@ -219,7 +219,9 @@ def _render_campaign(campaign: Campaign, status: int = 200):
             campaign=campaign,
             lists=lists,
             audience=_audience_summary(session, campaign.audience or {}),
-            audience_size=count_audience(session, [m.id for m in lists], campaign.audience or {})
+            audience_size=estimate_audience(
+                session, [m.id for m in lists], campaign.audience or {}
+            )
             if editable
             else None,
             sends=sends,
@@ -424,7 +426,7 @@ def _render_schedule(found: Campaign, form: ScheduleForm, status: int | None = N
             "newsletters/staff/campaign_schedule.html",
             campaign=found,
             form=form,
-            audience_size=count_audience(session, lists, found.audience or {}),
+            audience_size=estimate_audience(session, lists, found.audience or {}),
         ),
         status or (400 if form.errors else 200),
     )

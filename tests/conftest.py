@@ -39,7 +39,7 @@ from engage.migrate import alembic_config
 from engage.registries.models import Registry
 from engage.timeutil import utcnow
 
-pytest_plugins = ["tests.fixtures_mail", "tests.fixtures_browser"]
+pytest_plugins = ["tests.fixtures_mail", "tests.fixtures_browser", "tests.crash_support"]
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 PASSWORD = "correct horse battery"

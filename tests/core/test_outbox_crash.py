@@ -8,7 +8,6 @@ at the end every queued email exists exactly once where the transport put it.
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -19,15 +18,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
 from engage import delivery, outbox
 from engage.accounts.models import Role, User
-from engage.app import create_app
 from engage.db import Database
-from engage.migrate import alembic_config
 from engage.outbox import OutboxMessage, OutboxStatus
 from engage.timeutil import utcnow
+from tests.crash_support import app_factory, kill_repeatedly
 from tests.fake_sendgrid import FakeSendGrid
 
 ENGAGE = str(Path(sys.executable).parent / "engage")
@@ -37,28 +34,9 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_url(make_database_url) -> str:
-    """A fresh, migrated PostgreSQL schema of this test's own."""
-    url = make_database_url("postgresql")
-    app = create_app({"ENGAGE_CONFIG": "testing", "DATABASE_URL": url})
-    command.upgrade(alembic_config(app), "head")
-    Database.engine(app).dispose()
-    return url
-
-
-@pytest.fixture
 def make_app(pg_url):
     """Apps on the test's schema (engines disposed afterwards)."""
-    made = []
-
-    def make(**config):
-        app = create_app({"ENGAGE_CONFIG": "testing", "DATABASE_URL": pg_url, **config})
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        Database.engine(app).dispose()
+    yield from app_factory(pg_url)
 
 
 def _environment(url: str, **extra: str) -> dict[str, str]:
@@ -147,32 +125,6 @@ def _run_until_settled(args: list[str], env: dict[str, str], app, rounds: int = 
     raise AssertionError(f"delivery did not settle: {_statuses(app)}")
 
 
-def _kill_repeatedly(
-    args: list[str], env: dict[str, str], kills: int, seed: int, progress
-) -> list[tuple[int, int]]:
-    """Start delivery and SIGKILL it at a random moment, ``kills`` times. Returns, for each
-    kill that landed while the process ran, how many messages had gone out before it started
-    and when it was killed (``progress()`` counts them)."""
-    rng = random.Random(seed)
-    landed: list[tuple[int, int]] = []
-    earliest = 1.0  # seconds after the start; later when a kill came before any sending
-    for _ in range(kills):
-        before = progress()
-        process = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(earliest, earliest + 1.4))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=60)
-            landed.append((before, progress()))
-            if landed[-1][1] == before:  # a slow machine: still starting up
-                earliest += 0.5
-        else:
-            process.wait(timeout=60)
-    return landed
-
-
 def test_killed_delivery_never_sends_an_email_twice_or_loses_one(pg_url, make_app, tmp_path):
     mail_dir = tmp_path / "mail"
     app = make_app(
@@ -183,7 +135,7 @@ def test_killed_delivery_never_sends_an_email_twice_or_loses_one(pg_url, make_ap
     env = _environment(pg_url, MAIL_BACKEND="file", MAIL_OUTBOX_DIR=str(mail_dir))
     args = [ENGAGE, "scheduler", "run-job", "outbox.deliver"]
 
-    landed = _kill_repeatedly(
+    landed = kill_repeatedly(
         args, env, kills=6, seed=8, progress=lambda: len(list(mail_dir.glob("*.eml")))
     )
     _run_until_settled(args, env, app)
@@ -218,7 +170,7 @@ def test_killed_sendgrid_delivery_never_sends_twice_and_staff_settle_the_rest(
     )
     args = [ENGAGE, "scheduler", "run-job", "outbox.deliver"]
 
-    landed = _kill_repeatedly(
+    landed = kill_repeatedly(
         args, env, kills=4, seed=3, progress=lambda: len(fake_sendgrid.mail_sends)
     )
     time.sleep(LEASE_SECONDS + 0.5)

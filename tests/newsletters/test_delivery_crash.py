@@ -4,8 +4,6 @@ and workers SIGKILLed mid-batch and restarted (real processes, the real ``engage
 from __future__ import annotations
 
 import os
-import random
-import signal
 import subprocess
 import sys
 import threading
@@ -16,11 +14,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
 
-from engage.app import create_app
 from engage.db import Database
-from engage.migrate import alembic_config
 from engage.timeutil import utcnow
 from newsletters import delivery, sending
 from newsletters.models import (
@@ -36,6 +31,7 @@ from newsletters.models import (
     Subscription,
     SubscriptionStatus,
 )
+from tests.crash_support import app_factory, kill_repeatedly, staff_account
 from tests.fake_sendgrid import FakeSendGrid
 
 ENGAGE = str(Path(sys.executable).parent / "engage")
@@ -45,36 +41,11 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_url(make_database_url) -> str:
-    """A fresh, migrated PostgreSQL schema of this test's own."""
-    url = make_database_url("postgresql")
-    app = create_app({"ENGAGE_CONFIG": "testing", "DATABASE_URL": url})
-    command.upgrade(alembic_config(app), "head")
-    Database.engine(app).dispose()
-    return url
-
-
-@pytest.fixture
 def make_app(pg_url):
     """Apps on the test's schema (engines disposed afterwards)."""
-    made = []
-
-    def make(**config):
-        app = create_app(
-            {
-                "ENGAGE_CONFIG": "testing",
-                "DATABASE_URL": pg_url,
-                "BASE_URL": "http://engage.test",
-                "NEWSLETTER_LEASE_SECONDS": LEASE_SECONDS,
-                **config,
-            }
-        )
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        Database.engine(app).dispose()
+    yield from app_factory(
+        pg_url, BASE_URL="http://engage.test", NEWSLETTER_LEASE_SECONDS=LEASE_SECONDS
+    )
 
 
 def seed_send(app, count: int) -> int:
@@ -169,7 +140,6 @@ def delivery_ids(app, send_id: int) -> list[int]:
 def test_two_workers_with_failures_deliver_each_recipient_exactly_once(
     make_app, fake_sendgrid: FakeSendGrid
 ):
-    from engage.accounts.models import Role, User
     from newsletters import unknown
     from newsletters.models import Send
 
@@ -205,20 +175,7 @@ def test_two_workers_with_failures_deliver_each_recipient_exactly_once(
     # fake did not accept it), so after a day staff send it again.
     with worker.app_context():
         session = Database.new_session(worker)
-        staff = User(
-            email="staff@example.org",
-            display_name="Staff",
-            password_hash="x",
-            role=Role.STAFF,
-            country="SE",
-            language="en",
-            email_verified_at=utcnow(),
-            is_active=True,
-            session_version=1,
-            created_at=utcnow(),
-        )
-        session.add(staff)
-        session.flush()
+        staff = staff_account(session)
         a_day_later = utcnow() + timedelta(hours=25)
         resent = unknown.settle_unreported(
             session, staff, session.get(Send, send_id), unknown.UnknownAction.RESEND, a_day_later
@@ -262,29 +219,6 @@ def _environment(url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def _kill_repeatedly(args, env, kills: int, seed: int, progress) -> list[tuple[int, int]]:
-    """Start a worker and SIGKILL it at a random moment, ``kills`` times; for each kill that
-    landed, how many messages had gone out before it started and when it was killed."""
-    rng = random.Random(seed)
-    landed: list[tuple[int, int]] = []
-    earliest = 1.0
-    for _ in range(kills):
-        before = progress()
-        process = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        time.sleep(rng.uniform(earliest, earliest + 1.0))
-        if process.poll() is None:
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=60)
-            landed.append((before, progress()))
-            if landed[-1][1] == before:  # still starting up: kill later next time
-                earliest += 0.5
-        else:
-            process.wait(timeout=60)
-    return landed
-
-
 def _run_until_settled(args, env, app, send_id: int, rounds: int = 20) -> None:
     for _ in range(rounds):
         found = statuses(app, send_id)
@@ -307,8 +241,13 @@ def test_a_worker_killed_mid_batch_and_restarted_sends_each_recipient_exactly_on
     env = _environment(pg_url, MAIL_BACKEND="file", MAIL_OUTBOX_DIR=str(mail_dir))
     args = [ENGAGE, "newsletters", "deliver"]
 
-    landed = _kill_repeatedly(
-        args, env, kills=6, seed=5, progress=lambda: len(list(mail_dir.glob("*.eml")))
+    landed = kill_repeatedly(
+        args,
+        env,
+        kills=6,
+        seed=5,
+        progress=lambda: len(list(mail_dir.glob("*.eml"))),
+        spread=1.0,
     )
     _run_until_settled(args, env, app, send_id)
 
@@ -337,18 +276,7 @@ def test_a_consent_withdrawn_while_a_send_is_under_way_stops_that_persons_copy(
     now = utcnow()
     with worker.app_context():
         session = Database.new_session(worker)
-        staff = User(
-            email="staff@example.org",
-            display_name="Staff",
-            password_hash="x",
-            role=Role.STAFF,
-            country="SE",
-            language="en",
-            email_verified_at=now,
-            is_active=True,
-            session_version=1,
-            created_at=now,
-        )
+        staff = staff_account(session)
         people = [
             User(
                 email=f"p{n:02d}@example.org",
@@ -364,7 +292,7 @@ def test_a_consent_withdrawn_while_a_send_is_under_way_stops_that_persons_copy(
             )
             for n in range(24)
         ]
-        session.add_all([staff, *people])
+        session.add_all(people)
         session.commit()
         ensure_first_form(session, staff, now, 8)
         session.commit()
@@ -441,7 +369,6 @@ def test_a_consent_withdrawn_while_a_send_is_under_way_stops_that_persons_copy(
 def test_killed_sendgrid_workers_never_send_twice_and_the_providers_events_settle_the_rest(
     pg_url, make_app, fake_sendgrid: FakeSendGrid
 ):
-    from engage.accounts.models import Role, User
     from newsletters import events, unknown
     from newsletters.models import Send
 
@@ -461,8 +388,8 @@ def test_killed_sendgrid_workers_never_send_twice_and_the_providers_events_settl
     )
     args = [ENGAGE, "newsletters", "deliver"]
 
-    landed = _kill_repeatedly(
-        args, env, kills=5, seed=9, progress=lambda: len(fake_sendgrid.mail_sends)
+    landed = kill_repeatedly(
+        args, env, kills=5, seed=9, progress=lambda: len(fake_sendgrid.mail_sends), spread=1.0
     )
     time.sleep(LEASE_SECONDS + 0.5)
     _run_until_settled(args, env, app, send_id)
@@ -472,19 +399,7 @@ def test_killed_sendgrid_workers_never_send_twice_and_the_providers_events_settl
     accepted = fake_sendgrid.accepted_personalizations()
     with app.app_context():
         session = Database.new_session(app)
-        staff = User(
-            email="staff@example.org",
-            display_name="Staff",
-            password_hash="x",
-            role=Role.STAFF,
-            country="SE",
-            language="en",
-            email_verified_at=utcnow(),
-            is_active=True,
-            session_version=1,
-            created_at=utcnow(),
-        )
-        session.add(staff)
+        staff = staff_account(session)
         session.commit()
         processed = [
             {

@@ -23,10 +23,14 @@ run: install
 	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage demo seed
 	ENGAGE_CONFIG=$${ENGAGE_CONFIG:-development} $(BIN)/engage run --with-scheduler --host 127.0.0.1 --port 5000
 
-## make test: ruff, then the whole pytest suite (SQLite, and PostgreSQL: TEST_DATABASE_URL, or the local one when it answers)
+## make test: start the local PostgreSQL and install Debian's Chromium when missing (.ci/prerequisites), ruff, then the whole suite on SQLite and PostgreSQL; the PostgreSQL and browser tests are required whenever those are there
 test: install
+	bash .ci/prerequisites
 	$(BIN)/ruff check .
-	TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$($(BIN)/python -m tests.local_postgres)}" \
+	url="$${TEST_DATABASE_URL:-$$($(BIN)/python -m tests.local_postgres)}"; \
+	TEST_DATABASE_URL="$$url" \
+	ENGAGE_REQUIRE_POSTGRES="$${ENGAGE_REQUIRE_POSTGRES:-$${url:+1}}" \
+	ENGAGE_REQUIRE_BROWSER="$${ENGAGE_REQUIRE_BROWSER:-$$(test -x /usr/bin/chromium && echo 1)}" \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -51,6 +52,12 @@ def _derived_receipt_key(secret_key: str) -> str:
     from a development default).
     """
     return hmac.new(secret_key.encode(), b"engage consent receipts", hashlib.sha256).hexdigest()
+
+
+def _derived_encryption_key(secret_key: str) -> str:
+    """A Fernet key derived from ``SECRET_KEY``, for development and tests only."""
+    digest = hmac.new(secret_key.encode(), b"engage encryption at rest", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 class ConfigurationError(RuntimeError):
@@ -137,6 +144,9 @@ class Config:
         # Consent: the key that signs receipts (HMAC-SHA256), the reading level above which
         # publishing a form needs a justification, review reminders, and what receipts name.
         self.CONSENT_RECEIPT_KEY = os.environ.get("CONSENT_RECEIPT_KEY") or None
+        # Encryption at rest of sensitive free-text fields: comma-separated Fernet keys, the
+        # first encrypting, all decrypting (see engage/crypto.py and `engage keys rotate`).
+        self.ENCRYPTION_KEYS = os.environ.get("ENCRYPTION_KEYS") or None
         self.CONSENT_MAX_READING_GRADE = _env_int("CONSENT_MAX_READING_GRADE", 8)
         self.CONSENT_REVIEW_REMINDER_DAYS = _env_int("CONSENT_REVIEW_REMINDER_DAYS", 14)
         self.CONSENT_MAX_REMINDERS = _env_int("CONSENT_MAX_REMINDERS", 3)
@@ -194,6 +204,7 @@ class DevelopmentConfig(Config):
         self.SCHEDULER_IN_PROCESS = _env_bool("SCHEDULER_IN_PROCESS", True)
         # Development only: derived from SECRET_KEY when not set (production refuses that).
         self.CONSENT_RECEIPT_KEY = self.CONSENT_RECEIPT_KEY or _derived_receipt_key(self.SECRET_KEY)
+        self.ENCRYPTION_KEYS = self.ENCRYPTION_KEYS or _derived_encryption_key(self.SECRET_KEY)
 
 
 class TestingConfig(Config):
@@ -215,6 +226,7 @@ class TestingConfig(Config):
         self.SERVER_NAME = None
         # Tests only: derived from the test secret when not set (production refuses that).
         self.CONSENT_RECEIPT_KEY = self.CONSENT_RECEIPT_KEY or _derived_receipt_key(self.SECRET_KEY)
+        self.ENCRYPTION_KEYS = self.ENCRYPTION_KEYS or _derived_encryption_key(self.SECRET_KEY)
 
 
 class ProductionConfig(Config):
@@ -249,6 +261,12 @@ class ProductionConfig(Config):
             found.append("CONSENT_RECEIPT_KEY is too short: use at least 32 random characters.")
         elif self.CONSENT_RECEIPT_KEY == self.SECRET_KEY:
             found.append("CONSENT_RECEIPT_KEY must differ from SECRET_KEY.")
+        if not self.ENCRYPTION_KEYS:
+            found.append(
+                "ENCRYPTION_KEYS is missing: set it to one or more Fernet keys separated by "
+                "commas (the first encrypts), for example: python -c 'from cryptography.fernet "
+                "import Fernet; print(Fernet.generate_key().decode())'"
+            )
         if not self.DATABASE_URL or not self.DATABASE_URL.startswith("postgresql"):
             found.append(
                 "Production needs PostgreSQL: set DATABASE_URL to a postgresql+psycopg:// URL "

@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
-from engage import mail
+from engage import crypto, mail
 from engage.db import db, get_session
 from engage.settings import Config, load_config
 
@@ -121,6 +121,7 @@ def _bind_extensions(app: Flask) -> None:
     from engage.extensions import csrf, limiter, login_manager
 
     db.init_app(app)
+    crypto.init_app(app)
     mail.init_app(app)
     csrf.init_app(app)
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
@@ -149,6 +150,7 @@ def _register_blueprints(app: Flask) -> None:
     # (adding its routes) before its blueprint is registered.
     from engage import audit_views
     from engage.accounts import queries as account_queries
+    from engage.accounts import signin_views  # noqa: F401 - /sign-in, /sign-out
     from engage.accounts import staff_views as account_staff_views  # noqa: F401 - /staff/users
     from engage.accounts.views import account, auth
     from engage.consent.staff_views import consent_staff

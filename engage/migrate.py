@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import Flask
 
+from engage import crypto
 from engage.db import Database
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -21,6 +22,8 @@ def alembic_config(app: Flask) -> AlembicConfig:
     config.set_main_option("path_separator", "os")
     config.set_main_option("file_template", "%%(year)d_%%(month).2d_%%(day).2d_%%(rev)s_%%(slug)s")
     config.attributes["engine"] = Database.engine(app)
+    # Migrations that encrypt or decrypt stored values use the app's keys.
+    config.attributes["keyring"] = crypto.keyring(app)
     return config
 
 

@@ -8,11 +8,22 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from engage.crypto import EncryptedText
 from engage.db import Base, UTCDateTime
-from engage.enums import enum_column
+from engage.enums import LabelledEnum, enum_column
 from engage.roles import SIGN_UP_ROLE_CHOICES, CustodianStatus, Role
 
-__all__ = ["SIGN_UP_ROLE_CHOICES", "CustodianStatus", "Role", "User"]
+__all__ = [
+    "SIGN_UP_ROLE_CHOICES",
+    "CustodianStatus",
+    "DataRequest",
+    "DataRequestKind",
+    "DataRequestStatus",
+    "RecoveryCode",
+    "Role",
+    "User",
+    "UserSession",
+]
 
 if TYPE_CHECKING:
     from engage.registries.models import Registry
@@ -29,25 +40,21 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(sa.String(80))
     # argon2id hash; never logged or shown.
     password_hash: Mapped[str] = mapped_column(sa.String(255))
-    role: Mapped[Role] = mapped_column(
-        enum_column(Role)
-    )
+    role: Mapped[Role] = mapped_column(enum_column(Role))
     # ISO 3166-1 alpha-2 country code.
     country: Mapped[str] = mapped_column(sa.String(2))
     # Preferred language, an ISO 639-1 code.
     language: Mapped[str] = mapped_column(sa.String(8))
-    # Clinicians: what they do and where.
-    profession: Mapped[str | None] = mapped_column(sa.String(120))
-    institution: Mapped[str | None] = mapped_column(sa.String(200))
-    # Organisation members: the MS organisation's name.
-    organisation_name: Mapped[str | None] = mapped_column(sa.String(200))
+    # Clinicians: what they do and where (encrypted at rest, see engage/crypto.py).
+    profession: Mapped[str | None] = mapped_column(EncryptedText())
+    institution: Mapped[str | None] = mapped_column(EncryptedText())
+    # Organisation members: the MS organisation's name (encrypted at rest).
+    organisation_name: Mapped[str | None] = mapped_column(EncryptedText())
     # Custodians: the registry asked for (pending) or bound to (approved).
     custodian_registry_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("registries.id", ondelete="RESTRICT")
     )
-    custodian_status: Mapped[CustodianStatus | None] = mapped_column(
-        enum_column(CustodianStatus)
-    )
+    custodian_status: Mapped[CustodianStatus | None] = mapped_column(enum_column(CustodianStatus))
     # When the email address was confirmed; None until then.
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # When staff confirmed a clinician's professional claim; None until then.
@@ -58,6 +65,15 @@ class User(Base):
     session_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A new address the person asked for, until they confirm it from the emailed link.
+    pending_email: Mapped[str | None] = mapped_column(sa.String(254))
+    # Two-factor sign-in: the TOTP secret (encrypted at rest), when enrolment was confirmed,
+    # and the last time-step counter accepted (a code is never accepted twice).
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText())
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    totp_last_counter: Mapped[int | None] = mapped_column(sa.BigInteger())
+    # When the person deleted their account (identity erased; the row stays for tallies).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     custodian_registry: Mapped[Registry | None] = relationship(lazy="joined")
 
@@ -103,3 +119,81 @@ class User(Base):
         """True for coordination-centre staff."""
         return self.role == Role.STAFF
 
+
+class UserSession(Base):
+    """One signed-in browser: the session cookie and the remember-me cookie name it by a random
+    key, of which only a hash is stored. Signing out ends it here, so a copied cookie stops
+    working at once."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    # SHA-256 of the random session key (hex); the key itself is only in the cookies.
+    key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # After this the session no longer signs anyone in (idle or absolute limit).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Whether "keep me signed in" was chosen (a remember-me cookie exists).
+    remember: Mapped[bool] = mapped_column(default=False)
+    # What the person sees in their list of sessions: browser and address at sign-in.
+    user_agent: Mapped[str] = mapped_column(sa.String(200), default="")
+    ip_address: Mapped[str] = mapped_column(sa.String(45), default="")
+    # When and why it ended (sign-out, sign-out-everywhere, password-changed, expired, ...).
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_reason: Mapped[str | None] = mapped_column(sa.String(40))
+
+    __table_args__ = (sa.Index("ix_user_sessions_user_id_ended_at", "user_id", "ended_at"),)
+
+
+class RecoveryCode(Base):
+    """A one-time code that signs in instead of an authenticator code (only its hash)."""
+
+    __tablename__ = "user_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    # SHA-256 of the normalised code (hex): codes are random, 50+ bits each.
+    code_hash: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (sa.UniqueConstraint("user_id", "code_hash"),)
+
+
+class DataRequestKind(LabelledEnum):
+    """What a person asked for under their data rights."""
+
+    EXPORT = ("export", "Download of my data")
+    ERASURE = ("erasure", "Deletion of my account")
+
+
+class DataRequestStatus(LabelledEnum):
+    """Where a data-rights request stands."""
+
+    REQUESTED = ("requested", "Requested")
+    COMPLETED = ("completed", "Completed")
+    FAILED = ("failed", "Failed")
+
+
+class DataRequest(Base):
+    """A person's request to download their data or delete their account, and its outcome
+    (staff see these on the data requests page)."""
+
+    __tablename__ = "data_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Kept after erasure: the row then names a pseudonymised account.
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"))
+    kind: Mapped[DataRequestKind] = mapped_column(enum_column(DataRequestKind))
+    status: Mapped[DataRequestStatus] = mapped_column(enum_column(DataRequestStatus))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What was done, in a sentence (never personal data).
+    outcome: Mapped[str] = mapped_column(sa.String(500), default="")
+
+    __table_args__ = (
+        sa.Index("ix_data_requests_status_requested_at", "status", "requested_at"),
+        sa.Index("ix_data_requests_user_id", "user_id"),
+    )

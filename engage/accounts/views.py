@@ -22,7 +22,6 @@ from engage.accounts.forms import (
     NewPasswordForm,
     ProfileForm,
     RequestResetForm,
-    SignInForm,
     SignUpForm,
 )
 from engage.accounts.models import Role, User
@@ -32,7 +31,6 @@ from engage.forms import choices
 from engage.registries import queries as registry_queries
 from engage.security import (
     TokenInvalid,
-    is_safe_next,
     read_token,
     roles_required,
     sign_in_required,
@@ -155,43 +153,6 @@ def resend_verification():
         emails.queue_verification(session, _me(), utcnow(), reason="resend")
         session.commit()
         flash(f"We sent a new link to {current_user.email}.", "success")
-    return redirect(url_for("pages.home"))
-
-
-@auth.route("/sign-in", methods=["GET", "POST"])
-@limiter.limit(_sign_in_limit, exempt_when=_post_only)
-def sign_in():
-    """Sign in with email and password."""
-    next_url = request.args.get("next")
-    if current_user.is_authenticated:
-        return redirect(next_url if is_safe_next(next_url) else url_for("pages.home"))
-    form = SignInForm()
-    status = 200
-    if form.validate_on_submit():
-        session = get_session()
-        user = services.authenticate(session, form.email.data, form.password.data, utcnow())
-        session.commit()
-        if user is not None:
-            login_user(user, remember=form.remember.data)
-            flash(f"Welcome, {user.display_name}.", "success")
-            return redirect(next_url if is_safe_next(next_url) else url_for("pages.home"))
-        form.form_errors.append("The email address or password is wrong.")
-    if form.errors:
-        status = 400
-    return render_template("auth/sign_in.html", form=form, next_url=next_url), status
-
-
-@auth.route("/sign-out", methods=["POST"])
-def sign_out():
-    """Sign out (POST only, with CSRF, so links and images can't sign people out)."""
-    if current_user.is_authenticated:
-        session = get_session()
-        user = session.get(User, current_user.id)
-        if user is not None:
-            services.record_sign_out(session, user, utcnow())
-            session.commit()
-        logout_user()
-        flash("You are signed out.", "info")
     return redirect(url_for("pages.home"))
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, logout_user
 
-from engage.accounts import services
+from engage.accounts import services, two_factor_flow
 from engage.accounts.forms import SignInForm
 from engage.accounts.models import User
+from engage.accounts.signin import finish_sign_in
 from engage.accounts.views import _post_only, _sign_in_limit, auth
 from engage.db import get_session
 from engage.extensions import limiter
@@ -29,9 +30,10 @@ def sign_in():
         user = services.authenticate(session, form.email.data, form.password.data, utcnow())
         session.commit()
         if user is not None:
-            login_user(user, remember=form.remember.data)
-            flash(f"Welcome, {user.display_name}.", "success")
-            return redirect(next_url if is_safe_next(next_url) else url_for("pages.home"))
+            remember = bool(form.remember.data)
+            if two_factor_flow.second_step_needed(user):
+                return two_factor_flow.start_second_step(user, remember=remember, next_url=next_url)
+            return finish_sign_in(user, remember=remember, next_url=next_url)
         form.form_errors.append("The email address or password is wrong.")
     if form.errors:
         status = 400

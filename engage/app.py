@@ -9,15 +9,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, current_app, g, render_template, request
-from flask_login import AnonymousUserMixin
+from flask import Flask, abort, current_app, g, render_template, request
+from flask.globals import request_ctx
+from flask_login import AnonymousUserMixin, current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
+from werkzeug.sansio.utils import host_is_trusted
 
-from engage import crypto, mail
-from engage.db import db, get_session
+from engage import crypto, logs, mail
+from engage.db import db
 from engage.settings import Config, load_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -106,20 +109,25 @@ def create_app(config: Config | dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_template_filters(app)
     _register_error_pages(app)
+    _refuse_malformed_hosts(app)
     _add_security_headers(app)
     _register_jobs(app)
     _register_mail_kinds(app)
     _register_ledgers(app)
     _register_demo_seeders(app)
+    _register_data_rights(app)
     _connect_receivers()
     _register_cli(app)
+    logs.install(app)
     return app
 
 
 def _bind_extensions(app: Flask) -> None:
+    from engage.accounts import signin
     from engage.accounts.models import User
     from engage.extensions import csrf, limiter, login_manager
 
+    _trust_proxies(app)
     db.init_app(app)
     crypto.init_app(app)
     mail.init_app(app)
@@ -135,22 +143,39 @@ def _bind_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(identity: str) -> User | None:
-        """Load the signed-in person; a stale session version (password changed) signs out."""
-        user_id, _, version = identity.partition(":")
-        if not user_id.isdigit() or not version.isdigit():
-            return None
-        user = get_session().get(User, int(user_id))
-        if user is None or not user.is_active or user.session_version != int(version):
-            return None
-        return user
+        """Load the signed-in person from this browser's session kept on the server; an ended
+        or expired session, or a deactivated or deleted account, is nobody."""
+        return signin.load_signed_in_user(identity)
+
+    @app.before_request
+    def load_signed_in_person() -> None:
+        # Before the view runs, so the loader's occasional activity update commits nothing of
+        # the view's (static files need nobody).
+        if request.endpoint != "static":
+            current_user._get_current_object()
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXY_COUNT`` reverse proxies, take the client's address, scheme, host
+    and port from their X-Forwarded-* headers (rate limits, session lists and secure cookies
+    depend on them); with none, those headers are ignored, as any client could send them."""
+    count = int(app.config.get("TRUSTED_PROXY_COUNT") or 0)
+    if count > 0:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count
+        )
 
 
 def _register_blueprints(app: Flask) -> None:
     # The staff and topics blueprints gather the routes of several modules: each is imported
     # (adding its routes) before its blueprint is registered.
     from engage import audit_views
+    from engage.accounts import (
+        data_views,  # noqa: F401 - /account/data, /account/delete, /staff/data-requests
+        signin_views,  # noqa: F401 - /sign-in, /sign-out
+        two_factor_views,  # noqa: F401 - two-step sign-in, re-auth
+    )
     from engage.accounts import queries as account_queries
-    from engage.accounts import signin_views  # noqa: F401 - /sign-in, /sign-out
     from engage.accounts import staff_views as account_staff_views  # noqa: F401 - /staff/users
     from engage.accounts.views import account, auth
     from engage.consent.staff_views import consent_staff
@@ -163,10 +188,39 @@ def _register_blueprints(app: Flask) -> None:
     from engage.topics.views import topics
 
     app.url_map.converters["int"] = DatabaseIdConverter
-    audit_views.init_app(app, account_emails=account_queries.emails)
+    audit_views.init_app(
+        app,
+        account_emails=account_queries.emails,
+        account_id_by_email=account_queries.user_id_by_email,
+        action_enums=_audit_action_enums(),
+    )
     for blueprint in (pages, auth, account, staff, topics, consent, consent_staff, outbox_staff):
         app.register_blueprint(blueprint)
     _register_governance_blueprints(app)
+
+
+def _audit_action_enums() -> tuple[type, ...]:
+    """The audit actions defined outside ``engage.audit`` (by features and by packages the core
+    does not import), offered as filters of the audit log."""
+    from engage.accounts.data_rights import DataRightsAction
+    from engage.accounts.reauth import ReauthAction
+    from engage.accounts.sessions import SessionAuditAction
+    from engage.accounts.two_factor import TwoFactorAction
+    from governance.decisions import DecisionAction
+    from governance.tokens import TokenAction
+    from newsletters.suppressions import SuppressionAction
+    from newsletters.unknown import UnknownAction
+
+    return (
+        TwoFactorAction,
+        SessionAuditAction,
+        ReauthAction,
+        DataRightsAction,
+        DecisionAction,
+        TokenAction,
+        SuppressionAction,
+        UnknownAction,
+    )
 
 
 def _register_governance_blueprints(app: Flask) -> None:
@@ -311,6 +365,40 @@ def _register_error_pages(app: Flask) -> None:
         return _internal_error()
 
 
+def is_usable_host(host: str, trusted_hosts: list[str] | None = None) -> bool:
+    """Whether Werkzeug can route a request with ``Host: host``: valid characters and port,
+    a name IDNA can encode (labels of 1 to 63 characters), and one of ``trusted_hosts`` when
+    that list is set."""
+    if not host_is_trusted(host, trusted_hosts):
+        return False
+    try:
+        host.lower().partition(":")[0].encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _refuse_malformed_hosts(app: Flask) -> None:
+    """Answer 400 with the ordinary 400 page to a request whose ``Host`` header Werkzeug
+    refuses (a space, a quote, a slash, an unclosed IPv6 bracket, an empty or overlong name):
+    without this, such a request is served with an empty host, or gets no URL adapter and the
+    error page itself fails (a 500 with a traceback)."""
+
+    def refuse_malformed_host() -> None:
+        host = request.environ.get("HTTP_HOST")
+        if host is None or is_usable_host(host, app.config.get("TRUSTED_HOSTS")):
+            return
+        # The error page builds its links (all relative) with a URL adapter: give it one bound
+        # to a name that cannot mislead anyone.
+        request_ctx.url_adapter = app.url_map.bind(
+            "invalid.invalid", script_name=request.root_path or "/", url_scheme=request.scheme
+        )
+        abort(400)
+
+    # First, before anything reads the person or the database for a request answered 400.
+    app.before_request_funcs.setdefault(None, []).insert(0, refuse_malformed_host)
+
+
 def _add_security_headers(app: Flask) -> None:
     @app.after_request
     def security_headers(response):
@@ -345,6 +433,7 @@ def _connect_receivers() -> None:
 def _register_jobs(app: Flask) -> None:
     from engage import delivery
     from engage.accounts import jobs as account_jobs
+    from engage.accounts import sessions as account_sessions
     from engage.consent import jobs as consent_jobs
     from engage.scheduler import JobRegistry
     from governance import jobs as governance_jobs
@@ -359,6 +448,13 @@ def _register_jobs(app: Flask) -> None:
         seconds=15,
     )
     account_jobs.register(registry)
+    registry.register(
+        "accounts.remove_old_sessions",
+        account_sessions.remove_old_sessions_job,
+        "interval",
+        description="Delete sign-in sessions ended or expired past the retention period",
+        hours=6,
+    )
     consent_jobs.register(registry)
     governance_jobs.register(registry)
     newsletter_jobs.register(registry)
@@ -405,12 +501,31 @@ def _register_demo_seeders(app: Flask) -> None:
     demo.init_app(app, seeders)
 
 
+def _register_data_rights(app: Flask) -> None:
+    """What each package adds to "Download my data" and does on "Delete my account" (see
+    ``engage.accounts.data_rights``); erasers run in this order, consent first, while the
+    account is still the participant's."""
+    from engage.accounts import data_rights
+    from engage.consent import data_rights as consent_data_rights
+    from engage.topics import data_rights as topic_data_rights
+    from governance import data_rights as governance_data_rights
+    from newsletters import data_rights as newsletter_data_rights
+
+    rights = data_rights.DataRights()
+    consent_data_rights.register(rights)
+    topic_data_rights.register(rights)
+    newsletter_data_rights.register(rights)
+    governance_data_rights.register(rights)
+    data_rights.init_app(app, rights)
+
+
 def _register_cli(app: Flask) -> None:
     """Add the core's and the packages' command groups to ``app.cli`` (the ``engage`` console
     script, ``engage.cli``, runs them)."""
     from engage import commands
     from engage.accounts.cli import users_group
     from engage.consent.cli import consent_group
+    from engage.keys_cli import keys_group
     from engage.topics.cli import topics_group
     from newsletters.cli import newsletters_group
 
@@ -424,6 +539,7 @@ def _register_cli(app: Flask) -> None:
         consent_group,
         commands.audit_group,
         commands.outbox_group,
+        keys_group,
         newsletters_group,
     )
     for command in groups:

@@ -7,6 +7,7 @@ passwords, tokens or health information.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,9 @@ class AuditAction(enum.StrEnum):
 
     SIGN_UP = "sign_up"
     EMAIL_VERIFIED = "email_verified"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGE_CANCELLED = "email_change_cancelled"
+    EMAIL_CHANGED = "email_changed"
     SIGN_IN = "sign_in"
     SIGN_IN_FAILED = "sign_in_failed"
     SIGN_OUT = "sign_out"
@@ -111,15 +115,107 @@ def events_about(session: Session, user_id: int, limit: int = 20) -> list[AuditE
 
 def recent_events(session: Session, *, page: int, per_page: int) -> tuple[list[AuditEvent], bool]:
     """One page of events, newest first, and whether an older page follows."""
-    events = list(
+    found = find_events(session, EventFilter(), page=page, per_page=per_page, count=False)
+    return found.events, found.has_next
+
+
+def action_label(action: str) -> str:
+    """A plain-language name of an event type, for people reading the log.
+
+    An action enum member may carry its own ``label``; otherwise the stored value is spelt out
+    ("sign_in_failed" → "Sign in failed").
+    """
+    words = [_SPELT_OUT.get(word, word) for word in action.split("_") if word]
+    text = " ".join(words)
+    return (text[:1].upper() + text[1:]) or action
+
+
+# Words of action values that read better spelt differently.
+_SPELT_OUT = {"api": "API", "cli": "command line"}
+
+
+def known_actions(*enums: type[enum.StrEnum]) -> dict[str, str]:
+    """Every action of :class:`AuditAction` and of ``enums`` (other packages' action enums),
+    value → label, ordered by label."""
+    labels = {
+        member.value: str(getattr(member, "label", "") or action_label(member.value))
+        for enum_type in (AuditAction, *enums)
+        for member in enum_type
+    }
+    return dict(sorted(labels.items(), key=lambda item: item[1].casefold()))
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events to list; None leaves a criterion out."""
+
+    action: str | None = None
+    # Events by (actor) or about (subject) this account.
+    account_id: int | None = None
+    # Occurred at or after this moment.
+    occurred_from: datetime | None = None
+    # Occurred strictly before this moment.
+    occurred_before: datetime | None = None
+    # Text the event's ``target`` contains (case-insensitive; % and _ match themselves).
+    target_contains: str | None = None
+
+    def conditions(self) -> list[sa.ColumnElement[bool]]:
+        """The SQL conditions of the criteria that are set."""
+        where: list[sa.ColumnElement[bool]] = []
+        if self.action is not None:
+            where.append(AuditEvent.action == self.action)
+        if self.account_id is not None:
+            where.append(
+                sa.or_(
+                    AuditEvent.actor_id == self.account_id,
+                    AuditEvent.subject_user_id == self.account_id,
+                )
+            )
+        if self.occurred_from is not None:
+            where.append(AuditEvent.occurred_at >= self.occurred_from)
+        if self.occurred_before is not None:
+            where.append(AuditEvent.occurred_at < self.occurred_before)
+        if self.target_contains:
+            pattern = "%" + _escape_like(self.target_contains.lower()) + "%"
+            where.append(sa.func.lower(AuditEvent.target).like(pattern, escape="\\"))
+        return where
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of matching events, newest first."""
+
+    events: list[AuditEvent]
+    # How many events match in all (None when not counted).
+    total: int | None
+    has_next: bool
+
+
+def find_events(
+    session: Session, criteria: EventFilter, *, page: int, per_page: int, count: bool = True
+) -> EventPage:
+    """The ``page``-th page of events matching ``criteria``, newest first: two statements (the
+    page and, when ``count``, the number of matches), whatever the page size."""
+    where = criteria.conditions()
+    rows = list(
         session.scalars(
             sa.select(AuditEvent)
-            .order_by(AuditEvent.id.desc())
+            .where(*where)
+            .order_by(AuditEvent.occurred_at.desc(), AuditEvent.id.desc())
             .limit(per_page + 1)
             .offset((page - 1) * per_page)
         )
     )
-    return events[:per_page], len(events) > per_page
+    total = (
+        session.scalar(sa.select(sa.func.count()).select_from(AuditEvent).where(*where))
+        if count
+        else None
+    )
+    return EventPage(events=rows[:per_page], total=total, has_next=len(rows) > per_page)
 
 
 @event.listens_for(Session, "before_flush")

@@ -61,12 +61,16 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine for ``url`` with the settings Engage relies on."""
+    """Create an engine for ``url`` with the settings Engage relies on.
+
+    Statement parameters (addresses, tokens, names) are kept out of log lines and out of the
+    text of database errors (``hide_parameters``), which end up in tracebacks and logs.
+    """
     if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"timeout": 5})
+        engine = sa.create_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:

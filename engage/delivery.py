@@ -10,6 +10,8 @@ evidence where it has any.
 from __future__ import annotations
 
 import logging
+import os
+import queue
 import secrets
 import threading
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from engage import claims, mail, outbox
@@ -285,19 +288,81 @@ def deliver_due(session: Session, now: datetime, config: dict[str, Any]) -> str:
 
 
 def _deliver_ready_after_request(response: Any) -> Any:
-    """Send what this request queued with ``deliver_now`` once its transaction committed."""
+    """Hand what this request queued with ``deliver_now`` (once its transaction committed) to
+    the app's immediate sender, which sends it on a thread of its own: never while the person
+    waits for the answer.
+
+    A request that sent an email itself would answer only after the provider did, and the time
+    to answer would tell whether it sent one (whether an address has an account, on the
+    password reset form); now both answers do the same work.
+    """
     session: Session | None = g.get("db_session")
     if session is None:
         return response
     ready = outbox.take_ready(session)
-    if not ready:
-        return response
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    try:
-        deliver(app, ids=ready)
-    except Exception:  # noqa: BLE001 - the rows stay queued; the job sends them later
-        log.exception("immediate delivery of %d queued email(s) failed; left queued", len(ready))
+    if ready:
+        current_app.extensions[IMMEDIATE_SENDER].submit(ready)
     return response
+
+
+IMMEDIATE_SENDER = "engage.delivery.immediate_sender"
+
+
+class ImmediateSender:
+    """One thread per process sending the emails requests queued with ``deliver_now``.
+
+    The rows are committed in the outbox before they are handed over, so nothing is lost when
+    the process dies first: the scheduled ``outbox.deliver`` job sends them, and the claim
+    rules of :func:`deliver` keep the two from sending one email twice. The thread starts on
+    first use in each process (servers that fork workers start none in the parent).
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[list[int]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def submit(self, ids: list[int]) -> None:
+        """Send ``ids`` soon, on the sender's thread."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker: the parent's queue is not ours
+                self._queue, self._thread, self._pid = queue.Queue(), None, os.getpid()
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="engage-immediate-mail", daemon=True
+                )
+                self._thread.start()
+            self._queue.put(list(ids))
+
+    def wait(self) -> None:
+        """Return once everything handed over so far has been sent (or left queued)."""
+        self._queue.join()
+
+    def _run(self) -> None:
+        while True:
+            ids = self._queue.get()
+            try:
+                deliver(self.app, ids=ids)
+            except Exception:  # noqa: BLE001 - the rows stay queued; the job sends them later
+                log.exception(
+                    "immediate delivery of %d queued email(s) failed; left queued", len(ids)
+                )
+            finally:
+                self._queue.task_done()
+
+
+class DeliveringTestClient(FlaskClient):
+    """Flask's test client, returning once the emails a request handed to the immediate
+    sender are sent, as a mail program would see them a moment after a real answer: tests
+    look at the mailbox right after the response."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Make a request, then wait for the immediate sender."""
+        response = super().open(*args, **kwargs)
+        self.application.extensions[IMMEDIATE_SENDER].wait()
+        return response
 
 
 def deliver_ready(app: Flask, session: Session) -> DeliveryReport | None:
@@ -308,8 +373,9 @@ def deliver_ready(app: Flask, session: Session) -> DeliveryReport | None:
     return deliver(app, ids=ready)
 
 
-
-
 def init_app(app: Flask) -> None:
-    """Send each request's ``deliver_now`` emails once it has committed."""
+    """Send each request's ``deliver_now`` emails on the immediate sender's thread once the
+    request has committed; the app's test client waits for them, so tests see them."""
+    app.extensions[IMMEDIATE_SENDER] = ImmediateSender(app)
     app.after_request(_deliver_ready_after_request)
+    app.test_client_class = DeliveringTestClient

@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid, parseaddr
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +36,26 @@ log = logging.getLogger(__name__)
 # readers do not decode (a long non-ASCII subject becomes one longer encoded-word instead).
 _EML_POLICY = email_policy.default.clone(max_line_length=998)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+# What may never reach a header line: line breaks (CR, LF, NEL, Unicode separators) and other
+# control characters, which could end the header and start another (or make the email library
+# refuse the whole message).
+_HEADER_BREAKS = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
+
+
+def header_text(value: str) -> str:
+    """``value`` made safe for one header line: each run of line breaks and other control
+    characters becomes one space. Text people typed (a name, a title) may reach a subject, and
+    rows stored before names were checked may hold anything."""
+    return _HEADER_BREAKS.sub(" ", value).strip()
+
+
+def _sender_header(sender: str) -> str:
+    """The From header from ``MAIL_FROM`` (``Name <address>``): written again with the name
+    quoted or encoded, never as raw text."""
+    name, address = parseaddr(header_text(sender))
+    if not address:
+        return header_text(sender)
+    return formataddr((header_text(name), address)) if name else address
 
 
 @dataclass
@@ -148,13 +168,14 @@ class MailBackend(Protocol):
 def _as_email_message(message: Message, sender: str) -> EmailMessage:
     """Build a standard multipart/alternative message."""
     email = EmailMessage()
-    email["From"] = sender
-    email["To"] = message.to
-    email["Subject"] = message.subject
+    email["From"] = _sender_header(sender)
+    # A bare address: no display name (people's names never reach address headers).
+    email["To"] = header_text(message.to)
+    email["Subject"] = header_text(message.subject)
     email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = message.message_id or make_msgid(domain="engage.localhost")
+    email["Message-ID"] = header_text(message.message_id or make_msgid(domain="engage.localhost"))
     for name, value in message.headers.items():
-        email[name] = value
+        email[header_text(name)] = header_text(value)
     email.set_content(message.text)
     email.add_alternative(message.html, subtype="html")
     return email
@@ -248,16 +269,16 @@ class SendGridBackend:
             To,
         )
 
-        name, address = parseaddr(sender)
+        name, address = parseaddr(header_text(sender))
         mail = Mail(
-            from_email=From(address, name or None),
-            to_emails=To(message.to),
-            subject=message.subject,
+            from_email=From(address, header_text(name) or None),
+            to_emails=To(header_text(message.to)),
+            subject=header_text(message.subject),
             plain_text_content=PlainTextContent(message.text),
             html_content=HtmlContent(message.html),
         )
         for header_name, value in message.headers.items():
-            mail.add_header(Header(header_name, value))
+            mail.add_header(Header(header_text(header_name), header_text(value)))
         if message.message_id:
             # Not a reserved header for SendGrid; kept so replies and bounces thread by it.
             mail.add_header(Header("Message-ID", message.message_id))
@@ -273,19 +294,19 @@ class SendGridBackend:
         personalization (own address, substitutions, headers and ``custom_args``)."""
         if not 1 <= len(batch.recipients) <= MAX_PERSONALIZATIONS:
             raise ValueError(f"a batch holds 1 to {MAX_PERSONALIZATIONS} recipients")
-        name, address = parseaddr(sender)
+        name, address = parseaddr(header_text(sender))
         personalizations = []
         for recipient in batch.recipients:
-            personalization: dict[str, Any] = {"to": [{"email": recipient.to}]}
+            personalization: dict[str, Any] = {"to": [{"email": header_text(recipient.to)}]}
             subject = batch.subject
             for placeholder, value in recipient.substitutions.items():
                 if placeholder in subject:
-                    subject = subject.replace(placeholder, value)
+                    subject = subject.replace(placeholder, header_text(value))
             if subject != batch.subject:
-                personalization["subject"] = subject
+                personalization["subject"] = header_text(subject)
             if recipient.substitutions:
                 personalization["substitutions"] = dict(recipient.substitutions)
-            headers = dict(recipient.headers)
+            headers = {header_text(k): header_text(v) for k, v in recipient.headers.items()}
             if recipient.message_id:
                 headers["Message-ID"] = recipient.message_id
             if headers:
@@ -294,8 +315,8 @@ class SendGridBackend:
                 personalization["custom_args"] = dict(recipient.custom_args)
             personalizations.append(personalization)
         body: dict[str, Any] = {
-            "from": {"email": address, **({"name": name} if name else {})},
-            "subject": batch.subject,
+            "from": {"email": address, **({"name": header_text(name)} if name else {})},
+            "subject": header_text(batch.subject),
             "personalizations": personalizations,
             "content": [
                 {"type": "text/plain", "value": batch.text},

@@ -18,9 +18,11 @@ Rules every sender relies on:
 - Every message carries a stable ``Message-ID`` derived from the row.
 
 Requests that queue mail which should leave at once (a verification link) pass
-``deliver_now=True``: after the request's transaction commits, the rows are delivered before the
-response is returned. If that fails (the provider is down) the rows stay queued for the
-scheduler's ``outbox.deliver`` job and the request still succeeds.
+``deliver_now=True``: after the request's transaction commits, the rows are handed to the
+process's immediate sender (``engage.delivery``), which sends them on a thread of its own, so
+the answer never waits for the provider (nor tells by its timing whether an email was sent). If
+that fails (the provider is down, the process dies) the rows stay queued for the scheduler's
+``outbox.deliver`` job.
 """
 
 from __future__ import annotations
@@ -175,7 +177,7 @@ def enqueue(
     ``dedup_key`` was already queued (nothing changes then).
 
     :param deliver_now: try to send it as soon as the caller's transaction commits (in a
-        request: before the response goes out), instead of at the next delivery tick.
+        request: on the immediate sender's thread), instead of at the next delivery tick.
     """
     if (user_id is None) == (to_address is None):
         raise ValueError("give exactly one of user_id and to_address")

@@ -60,7 +60,7 @@ class _UtcDateTime(DateTimeLocalField):
         is refused."""
         self.data = None
         text = " ".join(str(value) for value in valuelist).strip()
-        if not text:
+        if not any(valuelist):  # nothing typed: the required check (spaces are refused below)
             return
         for fmt in self.strptime_format:
             try:
@@ -180,7 +180,7 @@ class ProposalForm(Form):
 
     def chosen_topic_id(self) -> int | None:
         """The chosen topic's id, or None for "None" (the choice list has only ids)."""
-        value = self.topic_id.data or NO_TOPIC
+        value = (self.topic_id.data or NO_TOPIC).strip()  # Optional() lets spaces through
         return int(value) if value != NO_TOPIC else None
 
 

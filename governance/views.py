@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
 
 from engage.accounts.models import Role, User
+from engage.accounts.reauth import fresh_auth_required
 from engage.consent.queries import current_scopes
 from engage.db import get_session
 from engage.registries.models import Registry
@@ -272,6 +273,7 @@ def ask_for_information(registry_code: str, proposal_id: int):
 
 @governance.route(f"{REGISTRY_PROPOSAL}/approve", methods=["POST"])
 @approved_custodian_required
+@fresh_auth_required
 def approve(registry_code: str, proposal_id: int):
     """Approve the proposal for the registry."""
     return _decide(
@@ -286,6 +288,7 @@ def approve(registry_code: str, proposal_id: int):
 
 @governance.route(f"{REGISTRY_PROPOSAL}/approve-with-conditions", methods=["POST"])
 @approved_custodian_required
+@fresh_auth_required
 def approve_with_conditions(registry_code: str, proposal_id: int):
     """Approve on conditions the proposer must accept."""
     form = ConditionsForm()
@@ -303,6 +306,7 @@ def approve_with_conditions(registry_code: str, proposal_id: int):
 
 @governance.route(f"{REGISTRY_PROPOSAL}/decline", methods=["POST"])
 @approved_custodian_required
+@fresh_auth_required
 def decline(registry_code: str, proposal_id: int):
     """Decline the proposal for the registry (a reason is required)."""
     form = DeclineForm()
@@ -320,6 +324,7 @@ def decline(registry_code: str, proposal_id: int):
 
 @governance.route(f"{REGISTRY_PROPOSAL}/withdraw-approval", methods=["POST"])
 @approved_custodian_required
+@fresh_auth_required
 def withdraw_approval(registry_code: str, proposal_id: int):
     """Take back the registry's approval (a reason is required)."""
     form = WithdrawApprovalForm()

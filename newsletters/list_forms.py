@@ -21,6 +21,7 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Valid
 
 from engage.choices import LANGUAGE_CHOICES
 from engage.forms import Form, choices, strip
+from engage.names import PersonName, tidy_name_filter
 from newsletters.lists import (
     MAX_EMAIL_LENGTH,
     MAX_LIST_DESCRIPTION_LENGTH,
@@ -90,13 +91,14 @@ class SubscribeForm(Form):
 
     name = StringField(
         "Your name",
-        filters=[strip],
+        filters=[strip, tidy_name_filter],
         validators=[
             DataRequired(message="Enter your name."),
             Length(
                 max=MAX_SUBSCRIBER_NAME_LENGTH,
                 message=f"Use at most {MAX_SUBSCRIBER_NAME_LENGTH} characters.",
             ),
+            PersonName(),
         ],
         description="Used to greet you in our newsletters.",
     )

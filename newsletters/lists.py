@@ -38,6 +38,7 @@ from engage.accounts.models import User
 from engage.choices import LANGUAGE_CHOICES
 from engage.consent.queries import current_scopes, permits
 from engage.db import lock_rows, savepoint
+from engage.names import name_problem, tidy_name
 from engage.roles import Role
 from engage.urls import external_url
 from newsletters.errors import NewsletterError
@@ -381,7 +382,10 @@ def sign_up(
         open to public sign-up; nothing is changed then.
     """
     address = normalised_email(email)
-    display = " ".join((name or "").split())
+    problem = name_problem(name or "")
+    if problem:
+        raise InvalidChoice(problem)
+    display = tidy_name(name or "")
     if len(display) > MAX_SUBSCRIBER_NAME_LENGTH:
         raise InvalidChoice(f"Use at most {MAX_SUBSCRIBER_NAME_LENGTH} characters for your name.")
     if language not in _LANGUAGES:

@@ -16,13 +16,16 @@ import email
 import email.policy
 import os
 import re
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -31,6 +34,7 @@ from flask.testing import FlaskClient
 
 from engage import mail
 from engage.accounts import services as account_services
+from engage.accounts import two_factor as two_factor_service
 from engage.accounts.models import CustodianStatus, Role, User
 from engage.app import create_app
 from engage.db import Database
@@ -377,9 +381,18 @@ class Mailbox:
         """Messages sent to ``address``."""
         return [m for m in self.messages if m.to == address]
 
-    def last_to(self, address: str) -> SentMail:
-        """The newest message to ``address`` (fails when there is none)."""
+    def last_to(self, address: str, wait: float = 5.0) -> SentMail:
+        """The newest message to ``address`` (fails when there is none).
+
+        Emails a person waits for are sent just after the response has gone out, so a served
+        app (browser tests) may still be sending when the page has loaded: wait up to ``wait``
+        seconds for the first one.
+        """
+        deadline = time.monotonic() + wait
         messages = self.to(address)
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+            messages = self.to(address)
         assert messages, f"no mail to {address}"
         return messages[-1]
 
@@ -420,6 +433,11 @@ def make_registry(app: Flask):
     return make
 
 
+# The app of each account make_user set up with two-step sign-in, by address: browser tests'
+# sign-in helpers drive a page, not the app, and read the account's secret through it.
+TWO_FACTOR_APPS: dict[str, Flask] = {}
+
+
 @pytest.fixture
 def make_user(app: Flask, make_registry: Any):
     """Create an account: ``make_user(role=Role.CLINICIAN, clinician_verified=True)``."""
@@ -436,7 +454,9 @@ def make_user(app: Flask, make_registry: Any):
         registry: Registry | None = None,
         is_active: bool = True,
         display_name: str | None = None,
+        two_factor: bool | None = None,
     ) -> User:
+        """:param two_factor: set up two-step sign-in (default: for the roles requiring it)."""
         n = next(counter)
         if role == Role.CUSTODIAN and registry is None:
             registry = make_registry()
@@ -463,6 +483,16 @@ def make_user(app: Flask, make_registry: Any):
                 user.custodian_registry_id = registry.id
                 user.custodian_status = custodian_status or CustodianStatus.APPROVED
             user.is_active = is_active
+            if two_factor is None:
+                two_factor = role in two_factor_service.REQUIRED_FOR_ROLES
+            if two_factor:
+                # Confirmed with the oldest code still accepted, leaving later ones to sign in.
+                now = utcnow()
+                secret = two_factor_service.begin_enrolment(user)
+                oldest = two_factor_service.current_counter(now) - two_factor_service.VALID_WINDOW
+                code = two_factor_service.code_at(secret, oldest)
+                two_factor_service.confirm_enrolment(db_session, user, code, now)
+                TWO_FACTOR_APPS[user.email] = app
             db_session.commit()
             db_session.close()
         return user
@@ -489,10 +519,67 @@ def post_form(client: FlaskClient, url: str, data: dict[str, Any] | None = None,
     return client.post(url, data=data, **kwargs)
 
 
+TWO_FACTOR_PAGE = "/sign-in/two-factor"
+# Seconds before a time step ends in which its previous step's code is no longer offered (the
+# server may check it in the next step, when it is too old).
+CODE_MARGIN_SECONDS = 3
+
+
+def next_totp_code(app: Flask, email: str) -> str:
+    """The authenticator code the account ``email`` can sign in with now: the oldest one still
+    accepted and newer than the last accepted (codes are never accepted twice)."""
+    db_session = Database.new_session(app)
+    try:
+        user = db_session.scalar(sa.select(User).where(User.email == email))
+        assert user is not None and user.totp_secret, f"{email} has no two-step sign-in"
+        secret, last = user.totp_secret, user.totp_last_counter
+    finally:
+        db_session.close()
+    now = utcnow()
+    current = two_factor_service.current_counter(now)
+    late = now.timestamp() % two_factor_service.STEP_SECONDS > (
+        two_factor_service.STEP_SECONDS - CODE_MARGIN_SECONDS
+    )
+    window = two_factor_service.VALID_WINDOW
+    for counter in range(current - window, current + window + 1):
+        if (last is None or counter > last) and not (counter < current and late):
+            return two_factor_service.code_at(secret, counter)
+    pytest.fail(
+        f"{email} used every authenticator code accepted right now (each works once): sign in "
+        "once and reuse the client, or make another account",
+        pytrace=False,
+    )
+
+
+def totp_code_for(email: str) -> str:
+    """:func:`next_totp_code` for an account make_user set up with two-step sign-in (for
+    browser tests, which have no app at hand)."""
+    assert email in TWO_FACTOR_APPS, f"make_user did not set up two-step sign-in for {email}"
+    return next_totp_code(TWO_FACTOR_APPS[email], email)
+
+
 def sign_in(client: FlaskClient, user: User, password: str = PASSWORD, **extra: Any):
-    """Sign ``user`` in through the sign-in form; fails the test if it doesn't work."""
+    """Sign ``user`` in through the sign-in form, and its code step when the account uses
+    two-step sign-in; fails the test if it doesn't work."""
     response = post_form(client, "/sign-in", {"email": user.email, "password": password, **extra})
     assert response.status_code == 302, response.get_data(as_text=True)
+    step = urlsplit(response.headers["Location"]).path
+    if step == TWO_FACTOR_PAGE + "/set-up":
+        # A role that needs two-step sign-in, not yet set up (demo or CLI-made accounts): set
+        # it up as a person would, reading the key the page shows into an authenticator.
+        page = client.get(step).get_data(as_text=True)
+        key = re.search(r'<code id="setup-key">([^<]+)</code>', page)
+        assert key, "the set-up page shows no key"
+        code = pyotp.TOTP(key.group(1).replace(" ", "")).now()
+        response = post_form(client, step, {"code": code})
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response
+    if step.startswith(TWO_FACTOR_PAGE + "/"):
+        pytest.fail(f"{user.email}: unexpected two-step sign-in page {step}")
+    if step == TWO_FACTOR_PAGE:
+        code = next_totp_code(client.application, user.email)
+        response = post_form(client, TWO_FACTOR_PAGE, {"code": code})
+        assert response.status_code == 302, response.get_data(as_text=True)
     return response
 
 

@@ -29,8 +29,9 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 
 from engage import delivery
+from engage.accounts import email_change, two_factor
 from engage.accounts import services as account_services
-from engage.accounts.models import CustodianStatus, Role, User
+from engage.accounts.models import CustodianStatus, RecoveryCode, Role, User
 from engage.audit import AuditEvent
 from engage.consent import erasure as consent_erasure
 from engage.consent import queries as consent_queries
@@ -91,7 +92,7 @@ from newsletters.models import (
     SuppressionReason,
 )
 from tests import consent_support
-from tests.conftest import PASSWORD, csrf_token, post_form, sign_in
+from tests.conftest import PASSWORD, csrf_token, next_totp_code, post_form, sign_in
 from tests.governance.support import make_proposal
 from tests.newsletters.support import make_campaign, make_list, subscribe_email
 
@@ -281,6 +282,40 @@ def _reset_password(kit: Kit) -> Prepared:
     )
 
 
+def _verify_email(kit: Kit) -> Prepared:
+    user = kit.make_user(Role.PARTICIPANT, email_verified=False)
+    token = kit.token("verify-email", account_services.verification_payload(user))
+    return Prepared(
+        f"/verify-email/{token}",
+        {"password": PASSWORD},
+        lambda: kit.fresh(User, user.id).email_verified_at,
+        "→ /",
+    )
+
+
+def _change_email(kit: Kit) -> Prepared:
+    user = kit.as_role(Role.PARTICIPANT)
+    return Prepared(
+        "/account/email",
+        {"email": "new.address@example.org"},
+        lambda: kit.fresh(User, user.id).pending_email,
+        "→ /account",
+    )
+
+
+def _confirm_email_change(kit: Kit) -> Prepared:
+    user = kit.session.get(User, kit.make_user(Role.PARTICIPANT).id)
+    user.pending_email = "new.address@example.org"
+    kit.session.commit()
+    token = kit.token(email_change.TOKEN_PURPOSE, email_change.change_payload(user))
+    return Prepared(
+        f"/confirm-new-email/{token}",
+        {"password": PASSWORD},
+        lambda: (kit.fresh(User, user.id).email, kit.fresh(User, user.id).pending_email),
+        "→ /sign-in",
+    )
+
+
 def _profile_clinician(kit: Kit) -> Prepared:
     user = kit.as_role(Role.CLINICIAN, clinician_verified=True)
     data = {
@@ -323,6 +358,47 @@ def _enrolment(kit: Kit) -> Prepared:
         {"registries": str(registry.id)},
         lambda: kit.count(query),
         "→ /account",
+    )
+
+
+def _live_sessions(kit: Kit, user_id: int) -> list[int]:
+    from engage.accounts.models import UserSession
+
+    kit.session.expire_all()
+    query = sa.select(UserSession.id).where(
+        UserSession.user_id == user_id, UserSession.ended_at.is_(None)
+    )
+    return list(kit.session.scalars(query.order_by(UserSession.id)))
+
+
+def _signed_in_twice(kit: Kit) -> tuple[User, int]:
+    """A participant signed in on another browser first, then on the kit's client; returns the
+    account and the other browser's session number."""
+    user = kit.make_user(Role.PARTICIPANT)
+    sign_in(kit.app.test_client(), user)
+    sign_in(kit.client, user)
+    return user, _live_sessions(kit, user.id)[0]
+
+
+def _end_session(kit: Kit) -> Prepared:
+    user, other_session = _signed_in_twice(kit)
+    return Prepared(
+        "/account/sessions/sign-out",
+        {"session_id": str(other_session)},
+        lambda: _live_sessions(kit, user.id),
+        "→ /account/sessions",
+        alert=AlertRefusal(),
+    )
+
+
+def _end_other_sessions(kit: Kit) -> Prepared:
+    user, _other_session = _signed_in_twice(kit)
+    return Prepared(
+        "/account/sessions/sign-out-all",
+        {"which": "others"},
+        lambda: _live_sessions(kit, user.id),
+        "→ /account/sessions",
+        alert=AlertRefusal(),
     )
 
 
@@ -415,6 +491,9 @@ FORMS: dict[str, FormSpec] = {
     "sign-in": FormSpec(_sign_in, ("email", "password")),
     "reset request": FormSpec(_request_reset, ("email",)),
     "reset with token": FormSpec(_reset_password, ("password", "password_confirm")),
+    "verify email with token": FormSpec(_verify_email, ("password",)),
+    "change email": FormSpec(_change_email, ("email",)),
+    "confirm email change with token": FormSpec(_confirm_email_change, ("password",)),
     "profile (clinician)": FormSpec(
         _profile_clinician,
         ("display_name", "profession", "institution"),
@@ -427,6 +506,10 @@ FORMS: dict[str, FormSpec] = {
         _change_password, ("current_password", "password", "password_confirm")
     ),
     "registries enrolment": FormSpec(_enrolment, number_fields=("registries",)),
+    "signed-in devices: sign out one": FormSpec(_end_session, number_fields=("session_id",)),
+    "signed-in devices: sign out the others": FormSpec(
+        _end_other_sessions, choice_fields=("which",)
+    ),
     "staff: clinician verification": FormSpec(_verify_clinician, choice_fields=("verified",)),
     "staff: custodian decision": FormSpec(
         _decide_custodian, ("reason",), ("decision",), ("registry",)
@@ -1751,6 +1834,43 @@ FORMS.update(
 )
 
 
+# Two-step sign-in: the code step after the password ----------------------------------------------
+def _code_step(kit: Kit) -> tuple[User, Callable[[], Any]]:
+    """A participant with two-step sign-in who gave the right password on the kit's client,
+    and the state a code changes (the last accepted time step; a used recovery code)."""
+    user = kit.make_user(Role.PARTICIPANT, two_factor=True)
+    response = post_form(kit.client, "/sign-in", {"email": user.email, "password": PASSWORD})
+    assert urlsplit(response.headers["Location"]).path == "/sign-in/two-factor"
+
+    def state() -> tuple:
+        used = sa.select(RecoveryCode.id).where(RecoveryCode.used_at.is_not(None))
+        return kit.fresh(User, user.id).totp_last_counter, kit.count(used)
+
+    return user, state
+
+
+def _authenticator_code(kit: Kit) -> Prepared:
+    user, state = _code_step(kit)
+    return Prepared(
+        "/sign-in/two-factor", {"code": next_totp_code(kit.app, user.email)}, state, "→ /"
+    )
+
+
+def _recovery_code(kit: Kit) -> Prepared:
+    user, state = _code_step(kit)
+    codes = two_factor.replace_recovery_codes(kit.session, kit.fresh(User, user.id), utcnow())
+    kit.session.commit()
+    return Prepared("/sign-in/recovery-code", {"recovery_code": codes[0]}, state, "→ /")
+
+
+FORMS.update(
+    {
+        "sign-in: authenticator code": FormSpec(_authenticator_code, ("code",)),
+        "sign-in: recovery code": FormSpec(_recovery_code, ("recovery_code",)),
+    }
+)
+
+
 TEXT_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.text_fields]
 CHOICE_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.choice_fields]
 NUMBER_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.number_fields]
@@ -1978,7 +2098,9 @@ def test_unusual_characters_are_stored_or_refused_never_a_500(kit, form, field, 
 @pytest.mark.parametrize("sample", ["Sam 🧠", "سام", "שלום עולם", "👩🏽\u200d⚕️ Dr S"])
 def test_display_names_keep_emoji_and_rtl_text_exactly(kit, sample):
     prepared = _sign_up(kit)
-    response = post_form(kit.client, prepared.url, {**prepared.data, "display_name": sample})
+    # A participant: a custodian would have to set up two-step sign-in before signing in below.
+    data = {**prepared.data, "display_name": sample, "role": "participant"}
+    response = post_form(kit.client, prepared.url, data)
     assert _landing(response) == prepared.success
     kit.session.expire_all()
     user = kit.session.scalar(sa.select(User).where(User.email == "sam@example.org"))
@@ -2158,7 +2280,11 @@ def test_html_in_a_clinician_sign_up_is_shown_escaped_everywhere(kit, payload):
     kit.session.expire_all()
     user = kit.session.scalar(sa.select(User).where(User.email == "html@example.org"))
     assert (user.display_name, user.profession, user.institution) == (payload,) * 3
-    _assert_escaped(kit.mailbox.last_to("html@example.org").html, payload)
+    # The confirmation email greets nobody by the typed name: the address is not yet proven to
+    # be theirs, so a stranger's text must not reach it.
+    confirmation = kit.mailbox.last_to("html@example.org")
+    assert payload not in confirmation.html and str(escape(payload)) not in confirmation.html
+    assert "<script>alert" not in confirmation.html and "<img src=x" not in confirmation.html
 
     sign_in_response = post_form(
         kit.client, "/sign-in", {"email": user.email, "password": NEW_PASSWORD}
@@ -2369,8 +2495,11 @@ def test_tampered_verification_links_are_refused(kit, tampering):
     response = kit.client.get(f"/verify-email/{token}")
     assert response.status_code == 400
     assert "This link does not work" in response.get_data(as_text=True)
+    response = post_form(kit.client, f"/verify-email/{token}", {"password": PASSWORD})
+    assert response.status_code == 400
     assert kit.fresh(User, user.id).email_verified_at is None
-    assert kit.client.get(f"/verify-email/{good}").status_code == 302  # the real one works
+    assert kit.client.get(f"/verify-email/{good}").status_code == 200  # the real one works
+    assert post_form(kit.client, f"/verify-email/{good}", {"password": PASSWORD}).status_code == 302
     assert kit.fresh(User, user.id).email_verified_at is not None
 
 

@@ -9,6 +9,7 @@ Fixtures (``browser``, ``live_server``, ``page``, ``page_problems``) are in
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -18,7 +19,7 @@ from engage.db import Database
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code_for
 from tests.fixtures_browser import PageProblems
 
 pytestmark = pytest.mark.browser
@@ -49,11 +50,15 @@ def _fill_sign_up(page: Page, *, role: str, name: str, email: str) -> None:
 
 
 def _sign_in(page: Page, email: str, password: str) -> None:
-    """Sign in through the form, starting from the nav link."""
+    """Sign in through the form, starting from the nav link (and the code step, if asked)."""
     _nav(page).get_by_role("link", name="Sign in").click()
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
+    if urlsplit(page.url).path == "/sign-in/two-factor":  # two-step sign-in: the app's code
+        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
+        page.get_by_role("button", name="Continue").click()
 
 
 def test_a_person_with_ms_joins_confirms_signs_in_edits_profile_and_signs_out(
@@ -71,12 +76,11 @@ def test_a_person_with_ms_joins_confirms_signs_in_edits_profile_and_signs_out(
     link = mailbox.last_to(email).link("/verify-email/")
     assert link.startswith(live_server.url), "the emailed link must point at this server"
     page.goto(link)
-    expect(_status(page, "your email address is confirmed")).to_be_visible()
-    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
-
-    page.get_by_label("Email address").fill(email)
+    # The link asks for the password chosen at sign-up, which confirms and signs in.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your email address")
     page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Confirm my email address").click()
+    expect(_status(page, "your email address is confirmed")).to_be_visible()
     expect(_status(page, "Welcome, Sam Lind")).to_be_visible()
     my_account = _nav(page).get_by_role("link", name="My account")
     expect(my_account).to_be_visible()

@@ -57,6 +57,7 @@ TO_ACCOUNT = "→ /account"
 TO_TOPIC = "→ /topics/N"  # ids in redirect paths are written as N
 TO_MODERATION = "→ /topics/moderation"
 TO_CAMPAIGN = "→ /staff/newsletters/campaigns/N"
+START_AGAIN = "→ /sign-in"  # to the sign-in page with no page to come back to
 
 ANONYMOUS = "anonymous"
 ROLES = ("participant", "clinician", "custodian", "organisation", "staff")
@@ -118,7 +119,9 @@ ACCESS: dict[str, Access] = {
     # harmless redirect home.
     "auth.sign_out": Access(get=everyone(NOT_ALLOWED), post=everyone(HOME)),
     # Links from emails: the table uses a plausible but invalid token, so 400 for everybody.
-    "auth.verify_email": Access(get=everyone(BAD)),
+    # Confirming an address is a POST with the password from the page the link opens.
+    "auth.verify_email": Access(get=everyone(BAD), post=everyone(BAD)),
+    "auth.confirm_email_change": Access(get=everyone(BAD), post=everyone(BAD)),
     "auth.request_reset": Access(get=everyone(OK), post=everyone(BAD)),
     "auth.reset_password": Access(get=everyone(BAD), post=everyone(BAD)),
     # POST only. A GET of /verify-email/resend is matched by /verify-email/<token> with the
@@ -128,6 +131,32 @@ ACCESS: dict[str, Access] = {
     # registries form means "none of them" and is saved.
     "account.profile": Access(get=signed_in(OK), post=signed_in(BAD)),
     "account.change_password": Access(get=signed_in(OK), post=signed_in(BAD)),
+    # Two-step sign-in. The code step needs a half-finished sign-in (password given): without
+    # one a visitor starts again at the sign-in page (with no page to return to); signed-in
+    # people are sent home. The account page sets it up (an empty code is a 400) or shows it
+    # (the table's staff and custodian have it on; a set-up form sent then is a 400). Its
+    # buttons name themselves in a hidden field: an empty form is a 400.
+    "auth.two_factor_code": Access(get=guests_only(START_AGAIN), post=guests_only(START_AGAIN)),
+    "auth.two_factor_recovery": Access(get=guests_only(START_AGAIN), post=guests_only(START_AGAIN)),
+    "auth.two_factor_setup": Access(get=guests_only(START_AGAIN), post=guests_only(START_AGAIN)),
+    "account.two_factor_settings": Access(get=signed_in(OK), post=signed_in(BAD)),
+    "account.two_factor_new_codes": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
+    "account.two_factor_turn_off": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
+    # "Confirm it's you": the page, and an empty form is no attempt (the page again).
+    "account.reauth_page": Access(get=signed_in(OK), post=signed_in(OK)),
+    # Signed-in devices: the page lists only one's own sessions; its buttons (POST only) need
+    # the device named (an empty form is a 400, so the table's viewer stays signed in).
+    "account.sessions": Access(get=signed_in(OK)),
+    "account.end_session": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
+    "account.end_sessions": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
+    # A new email address (an empty form is a 400); cancelling one that is pending (POST only;
+    # with none pending it just says so).
+    "account.change_email": Access(get=signed_in(OK), post=signed_in(BAD)),
+    "account.cancel_email_change": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_ACCOUNT)),
+    # Data rights act on the signed-in person only. An empty POST to the download is a valid
+    # request (CSRF token only): the file (200). Deleting needs the box ticked: 400.
+    "account.data": Access(get=signed_in(OK), post=signed_in(OK)),
+    "account.delete": Access(get=signed_in(OK), post=signed_in(BAD)),
     "account.registries": Access(
         get=only("participant"), post=only("participant", allowed=TO_ACCOUNT)
     ),
@@ -142,6 +171,7 @@ ACCESS: dict[str, Access] = {
     "staff.new_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.edit_registry": Access(get=only("staff"), post=only("staff", allowed=BAD)),
     "staff.audit_log": Access(get=only("staff")),
+    "staff.data_requests": Access(get=only("staff")),
     # governance: staff pages (proposals, dispatch, matrix, overdue, catalogue).
     # The world's proposal was sent by another staff member: it cannot be edited (→ its page),
     # only its proposer submits it (403), and it is past screening and not yet a project (409).
@@ -581,6 +611,8 @@ def _outcome(response: Any, asked: str) -> int | str:
     location = urlsplit(response.headers["Location"])
     if location.path == "/sign-in":
         next_url = parse_qs(location.query).get("next", [None])[0]
+        if next_url is None and not location.query:
+            return START_AGAIN
         if next_url != asked:
             return f"→ sign-in?next={next_url} (expected next={asked})"
         return SIGN_IN

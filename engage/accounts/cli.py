@@ -7,7 +7,7 @@ import sys
 import click
 from flask.cli import with_appcontext
 
-from engage.accounts import services
+from engage.accounts import services, sessions, two_factor
 from engage.choices import LANGUAGE_CHOICES, country_names
 from engage.db import get_session
 from engage.roles import Role
@@ -74,3 +74,26 @@ def users_create(
         raise click.ClickException(str(exc)) from None
     session.commit()
     click.echo(f"Created {user.role.value} account {user.email} (id {user.id}).")
+
+
+@users_group.command("reset-two-factor")
+@click.option("--email", required=True, help="The account's email address.")
+@click.option("--yes", is_flag=True, help="Don't ask for confirmation.")
+@with_appcontext
+def users_reset_two_factor(email: str, yes: bool) -> None:
+    """Clear a lost authenticator: the person signs in with their password and sets up a new
+    one (staff and custodians must, before they are signed in). Every session ends. Check who
+    is asking, out of band, before running this."""
+    session = get_session()
+    user = services.find_user_by_email(session, email)
+    if user is None:
+        raise click.ClickException("No account has that email address.")
+    if not yes:
+        click.confirm(
+            f"Clear two-step sign-in of {user.email} and sign them out everywhere?", abort=True
+        )
+    now = utcnow()
+    two_factor.reset_by_operator(session, user, now)
+    ended = sessions.end_all(session, user.id, now, sessions.EndReason.TWO_FACTOR_RESET)
+    session.commit()
+    click.echo(f"Two-step sign-in cleared for account {user.id}; {ended} session(s) ended.")

@@ -26,6 +26,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from engage.accounts.models import SIGN_UP_ROLE_CHOICES, Role
 from engage.choices import LANGUAGE_CHOICES, country_choices
 from engage.forms import Form, choices, strip
+from engage.names import PersonName, tidy_name_filter
 from engage.security import MAX_PASSWORD_LENGTH, password_problem
 
 
@@ -55,10 +56,11 @@ class SignUpForm(CountryLanguageMixin, Form):
     )
     display_name = StringField(
         "Display name",
-        filters=[strip],
+        filters=[strip, tidy_name_filter],
         validators=[
             DataRequired(message="Enter the name others will see."),
             Length(max=80, message="Use at most 80 characters."),
+            PersonName(),
         ],
         description="Shown next to topics and comments you post. It need not be your real name.",
     )
@@ -117,7 +119,7 @@ class SignUpForm(CountryLanguageMixin, Form):
         """Reject weak passwords with the reason."""
         if len(field.data or "") > MAX_PASSWORD_LENGTH:
             raise ValidationError(f"Use at most {MAX_PASSWORD_LENGTH} characters.")
-        problem = password_problem(field.data or "", self.email.data)
+        problem = password_problem(field.data or "", self.email.data, self.display_name.data)
         if problem:
             raise ValidationError(problem)
 
@@ -219,15 +221,44 @@ class ChangePasswordForm(NewPasswordForm):
     )
 
 
+class ConfirmAddressForm(Form):
+    """Confirm an address from an emailed link with the account's password (a new account's
+    address, or a new address for an account)."""
+
+    password = PasswordField(
+        "Password",
+        validators=[
+            DataRequired(message="Enter the password of the account."),
+            Length(max=MAX_PASSWORD_LENGTH, message="That is not this account's password."),
+        ],
+    )
+
+
+class EmailChangeForm(Form):
+    """Ask to change one's email address."""
+
+    email = EmailField(
+        "New email address",
+        filters=[strip],
+        validators=[
+            DataRequired(message="Enter your new email address."),
+            Length(max=254, message="Use at most 254 characters."),
+            Email(message="Enter an email address like name@example.org."),
+        ],
+        description="We send a link to this address. Your address changes once you open it.",
+    )
+
+
 class ProfileForm(CountryLanguageMixin, Form):
     """Edit one's own profile."""
 
     display_name = StringField(
         "Display name",
-        filters=[strip],
+        filters=[strip, tidy_name_filter],
         validators=[
             DataRequired(message="Enter the name others will see."),
             Length(max=80, message="Use at most 80 characters."),
+            PersonName(),
         ],
     )
     profession = StringField(

@@ -91,8 +91,13 @@ class User(Base):
         return False
 
     def get_id(self) -> str:
-        """Session identity: id and session version, so a password change ends old sessions."""
-        return f"{self.id}:{self.session_version}"
+        """Session identity: the account id and the random key of this browser's session kept
+        on the server (``engage.accounts.sessions``), so signing out ends it everywhere it was
+        copied. Only a signed-in instance has a key (see ``sessions.attach``)."""
+        key = getattr(self, "session_key", None)
+        if not key:
+            raise LookupError("no server-side session: sign in through signin.finish_sign_in")
+        return f"{self.id}:{key}"
 
     # Role helpers ----------------------------------------------------------------------
     @property

@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from engage import audit
-from engage.accounts.models import CustodianStatus, Role, User
+from engage.accounts import sessions as user_sessions
+from engage.accounts.models import CustodianStatus, RecoveryCode, Role, User
 from engage.audit import AuditAction
 from engage.db import lock_rows
+from engage.names import clean_name
 from engage.registries import queries as registry_queries
 from engage.registries import services as registry_services
 from engage.registries.models import Registry
@@ -55,6 +57,19 @@ class UnknownRegistry(AccountError):
     """The registry does not exist or is retired."""
 
 
+class InvalidName(AccountError):
+    """A display name holds line breaks, control or invisible formatting characters."""
+
+
+def clean_display_name(display_name: str) -> str:
+    """``display_name`` trimmed with inner spaces collapsed, or ``InvalidName`` (see
+    :mod:`engage.names`). Every way an account gets a name passes through here."""
+    try:
+        return clean_name(display_name)
+    except ValueError as exc:
+        raise InvalidName(str(exc)) from None
+
+
 def normalise_email(email: str) -> str:
     """Lower-case and strip an email address (addresses are compared this way)."""
     return email.strip().lower()
@@ -87,6 +102,9 @@ class SignUpOutcome:
 
     user: User
     created: bool
+    # For an existing account: whether the password typed is the account's (the same person
+    # signing up again, rather than someone else trying the address).
+    same_password: bool = False
 
 
 def active_registry(session: Session, registry_id: int | None) -> Registry:
@@ -100,21 +118,24 @@ def active_registry(session: Session, registry_id: int | None) -> Registry:
 def sign_up(session: Session, details: SignUpDetails, now: datetime) -> SignUpOutcome:
     """Create an unverified account, or report the existing owner of the address.
 
-    Both paths hash the password so their timing does not reveal which one ran.
+    Each path does one argon2 computation (hashing the new password, or checking it against
+    the existing account's), so their timing does not reveal which one ran.
     """
     if details.role == Role.STAFF:
         raise NotAllowed("Staff accounts are created by the coordination centre.")
-    problem = password_problem(details.password, details.email)
+    display_name = clean_display_name(details.display_name)
+    problem = password_problem(details.password, details.email, details.display_name)
     if problem:
         raise WeakPassword(problem)
-    password_hash = hash_password(details.password)
     email = normalise_email(details.email)
     existing = find_user_by_email(session, email)
     if existing is not None:
-        return SignUpOutcome(user=existing, created=False)
+        same = verify_password(existing.password_hash, details.password)
+        return SignUpOutcome(user=existing, created=False, same_password=same)
+    password_hash = hash_password(details.password)
     user = User(
         email=email,
-        display_name=details.display_name.strip(),
+        display_name=display_name,
         password_hash=password_hash,
         role=details.role,
         country=details.country,
@@ -148,20 +169,42 @@ def verification_payload(user: User) -> dict[str, object]:
     return {"uid": user.id, "email": fingerprint(user.email)}
 
 
-def verify_email(session: Session, payload: dict[str, object], now: datetime) -> User:
-    """Confirm the address in a verification link; the link works once."""
+def user_to_verify(session: Session, payload: dict[str, object]) -> User:
+    """The unconfirmed account a verification link is for, or ``InvalidLink``. Changes nothing:
+    opening the link (a mail scanner may) only shows the page that asks for the password."""
     uid = payload.get("uid")
     user = session.get(User, uid) if isinstance(uid, int) else None
-    if user is None or payload.get("email") != fingerprint(user.email):
+    if user is None or not user.is_active or payload.get("email") != fingerprint(user.email):
         raise InvalidLink("This link is not valid.")
     if user.email_verified_at is not None:
         raise InvalidLink(
             "This link has already been used: your email address is confirmed, so you can sign in."
         )
+    return user
+
+
+def verify_email(
+    session: Session, payload: dict[str, object], password: str, now: datetime
+) -> User:
+    """Confirm the address in a verification link, given the account's password; the link
+    works once. The caller then signs the person in (this records the sign-in).
+
+    The password proves the address's owner chose the account: someone who signed up with
+    another person's address cannot have that person confirm it for them by opening the link.
+
+    :raises WrongPassword: the password is not the account's (nothing changes).
+    """
+    user = user_to_verify(session, payload)
+    if not verify_password(user.password_hash, password):
+        raise WrongPassword(
+            "That is not this account's password. If you don't know it, set a new password."
+        )
     user.email_verified_at = now
+    user.last_sign_in_at = now
     audit.record(
         session, AuditAction.EMAIL_VERIFIED, now=now, actor_id=user.id, subject_user_id=user.id
     )
+    audit.record(session, AuditAction.SIGN_IN, now=now, actor_id=user.id, subject_user_id=user.id)
     return user
 
 
@@ -194,28 +237,47 @@ def record_sign_out(session: Session, user: User, now: datetime) -> None:
 
 # Passwords -------------------------------------------------------------------------------
 def _set_password(user: User, new_password: str) -> None:
-    problem = password_problem(new_password, user.email)
+    problem = password_problem(new_password, user.email, user.display_name)
     if problem:
         raise WeakPassword(problem)
     user.password_hash = hash_password(new_password)
+    # Sessions end in the callers below (engage.accounts.sessions); the version still counts
+    # password changes, which the password-changed email's deduplication key relies on.
     user.session_version += 1
 
 
 def change_password(
-    session: Session, user: User, current_password: str, new_password: str, now: datetime
+    session: Session,
+    user: User,
+    current_password: str,
+    new_password: str,
+    now: datetime,
+    *,
+    keep_session_id: int | None = None,
 ) -> None:
-    """Change ``user``'s password after checking the current one; ends other sessions."""
+    """Change ``user``'s password after checking the current one; ends every other session.
+
+    :param keep_session_id: the session the change was made from, which stays signed in.
+    """
     if not verify_password(user.password_hash, current_password):
         raise WrongPassword("Your current password is not right.")
     _set_password(user, new_password)
+    user_sessions.end_all(
+        session, user.id, now, user_sessions.EndReason.PASSWORD_CHANGED, keep_id=keep_session_id
+    )
     audit.record(
         session, AuditAction.PASSWORD_CHANGED, now=now, actor_id=user.id, subject_user_id=user.id
     )
 
 
 def reset_payload(user: User) -> dict[str, object]:
-    """What a reset link carries; it stops working once the password changes (single use)."""
-    return {"uid": user.id, "pw": fingerprint(user.password_hash)}
+    """What a reset link carries; it stops working once the password changes (single use) or
+    the account's address changes (it was sent to the old one)."""
+    return {
+        "uid": user.id,
+        "pw": fingerprint(user.password_hash),
+        "email": fingerprint(user.email),
+    }
 
 
 def request_password_reset(session: Session, email: str, now: datetime) -> User | None:
@@ -231,7 +293,12 @@ def user_for_reset(session: Session, payload: dict[str, object]) -> User:
     """Return the account a reset link is for, or raise ``InvalidLink`` if it was used."""
     uid = payload.get("uid")
     user = session.get(User, uid) if isinstance(uid, int) else None
-    if user is None or not user.is_active or payload.get("pw") != fingerprint(user.password_hash):
+    if (
+        user is None
+        or not user.is_active
+        or payload.get("pw") != fingerprint(user.password_hash)
+        or payload.get("email") != fingerprint(user.email)
+    ):
         raise InvalidLink("This link has already been used or is no longer valid.")
     return user
 
@@ -239,11 +306,19 @@ def user_for_reset(session: Session, payload: dict[str, object]) -> User:
 def reset_password(
     session: Session, payload: dict[str, object], new_password: str, now: datetime
 ) -> User:
-    """Set a new password from a reset link; a reset link also proves the address."""
+    """Set a new password from a reset link; a reset link also proves the address. Every
+    session of the account ends (whoever knew the old password is signed out)."""
     user = user_for_reset(session, payload)
     _set_password(user, new_password)
+    user_sessions.end_all(session, user.id, now, user_sessions.EndReason.PASSWORD_RESET)
     if user.email_verified_at is None:
         user.email_verified_at = now
+        # Whoever started an unconfirmed account may not own its address: what they set up to
+        # gate sign-in (an authenticator, recovery codes) or a new address must not bind the
+        # owner, who takes the account over here.
+        user.totp_secret = user.totp_enabled_at = user.totp_last_counter = None
+        user.pending_email = None
+        session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     audit.record(
         session, AuditAction.PASSWORD_RESET, now=now, actor_id=user.id, subject_user_id=user.id
     )
@@ -265,7 +340,7 @@ class ProfileDetails:
 
 def update_profile(session: Session, user: User, details: ProfileDetails, now: datetime) -> None:
     """Save ``user``'s own profile; role-specific fields only for that role."""
-    user.display_name = details.display_name.strip()
+    user.display_name = clean_display_name(details.display_name)
     user.country = details.country
     user.language = details.language
     if user.role == Role.CLINICIAN:
@@ -399,10 +474,13 @@ def set_active(session: Session, actor: User, user: User, active: bool, now: dat
     _require_staff(actor)
     if user.id == actor.id:
         raise NotAllowed("You cannot deactivate your own account.")
+    if active and user.deleted_at is not None:
+        raise InvalidDecision("Its owner deleted this account, so it cannot be reactivated.")
     if user.is_active == active:
         return
     user.is_active = active
-    user.session_version += 1
+    if not active:
+        user_sessions.end_all(session, user.id, now, user_sessions.EndReason.DEACTIVATED)
     action = AuditAction.ACCOUNT_ACTIVATED if active else AuditAction.ACCOUNT_DEACTIVATED
     audit.record(session, action, now=now, actor_id=actor.id, subject_user_id=user.id)
 
@@ -422,7 +500,8 @@ def create_user_by_cli(
     email = normalise_email(email)
     if find_user_by_email(session, email) is not None:
         raise InvalidDecision(f"An account with {email} already exists.")
-    problem = password_problem(password, email)
+    display_name = clean_display_name(display_name)
+    problem = password_problem(password, email, display_name)
     if problem:
         raise WeakPassword(problem)
     user = User(
@@ -512,7 +591,12 @@ def remove_unverified_accounts(session: Session, now: datetime, retention_days: 
     cutoff = now - timedelta(days=retention_days)
     stale = list(
         session.scalars(
-            sa.select(User).where(User.email_verified_at.is_(None), User.created_at < cutoff)
+            # A deleted account's row stays for its data-rights requests (and any tallies).
+            sa.select(User).where(
+                User.email_verified_at.is_(None),
+                User.created_at < cutoff,
+                User.deleted_at.is_(None),
+            )
         )
     )
     for user in stale:

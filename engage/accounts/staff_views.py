@@ -17,6 +17,7 @@ from engage.accounts.forms import (
     UserSearchForm,
 )
 from engage.accounts.models import Role, User
+from engage.accounts.reauth import fresh_auth_required
 from engage.db import get_session
 from engage.forms import choices
 from engage.registries import queries as registry_queries
@@ -110,6 +111,7 @@ def user_detail(user_id: int):
 
 @staff.route("/users/<int:user_id>/clinician", methods=["POST"])
 @roles_required(Role.STAFF)
+@fresh_auth_required
 def verify_clinician(user_id: int):
     """Confirm or withdraw a clinician's professional claim."""
     user = _user_or_404(user_id)
@@ -128,6 +130,7 @@ def verify_clinician(user_id: int):
 
 @staff.route("/users/<int:user_id>/custodian", methods=["POST"])
 @roles_required(Role.STAFF)
+@fresh_auth_required
 def decide_custodian(user_id: int):
     """Approve (binding to a registry) or decline a custodian request."""
     user = _user_or_404(user_id)
@@ -162,6 +165,7 @@ def decide_custodian(user_id: int):
 
 @staff.route("/users/<int:user_id>/role", methods=["POST"])
 @roles_required(Role.STAFF)
+@fresh_auth_required
 def change_role(user_id: int):
     """Move an account to another role."""
     user = _user_or_404(user_id)
@@ -185,6 +189,7 @@ def change_role(user_id: int):
 
 @staff.route("/users/<int:user_id>/active", methods=["POST"])
 @roles_required(Role.STAFF)
+@fresh_auth_required
 def set_active(user_id: int):
     """Deactivate or reactivate an account."""
     user = _user_or_404(user_id)

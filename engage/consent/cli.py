@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -23,8 +22,8 @@ def consent_group() -> None:
 def verify_receipt(file: Path) -> None:
     """Check that FILE is a consent receipt this platform signed, unchanged (exit 1 if not)."""
     try:
-        document = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        document = receipts.load(file.read_bytes())
+    except (OSError, receipts.ReceiptFormatError) as exc:
         raise click.ClickException(f"{file}: not a readable JSON receipt ({exc}).") from None
     check = receipts.verify(document, current_app.config["CONSENT_RECEIPT_KEY"])
     if not check.is_valid:

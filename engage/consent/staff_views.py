@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from engage.accounts import queries as account_queries
 from engage.accounts.models import Role, User
+from engage.accounts.reauth import fresh_auth_required
 from engage.consent import emails, page_queries, versions
 from engage.consent.decisions import ChangeOutcome, record_paper_consent
 from engage.consent.erasure import set_erasure_status
@@ -289,6 +290,7 @@ def remove_scope(scope_id: int):
 
 @consent_staff.route("/forms/<int:version_id>/publish", methods=["POST"])
 @roles_required(Role.STAFF)
+@fresh_auth_required
 def publish(version_id: int):
     """Publish a draft: it becomes the current version and can never change."""
     found = _version(version_id)

@@ -1,5 +1,14 @@
 """Discussing topics: comments (edited by their author for a short while), and reports of a
-topic or comment to staff, which hide it once enough people report it until staff decide.
+topic or comment to staff, which hide it once enough trusted weight reports it until staff
+decide.
+
+Only people with a confirmed email address may report. Each person reports an item once, and
+a report weighs (:func:`report_weight`): 2 for people whose identity staff have checked
+(verified healthcare professionals, approved data custodians, staff); 1 for other accounts
+older than ``ESTABLISHED_AFTER``; 0.5 for newer ones; 0 for deactivated, deleted or unconfirmed
+ones. An item is hidden when the weights of its open reports add up to the hide threshold
+(``TOPICS_REPORT_HIDE_THRESHOLD``): with the default of 3, three established accounts hide it,
+three brand-new ones do not. Staff see every report, whatever its weight.
 
 Functions take the session, the acting person and ``now`` explicitly and never commit; the
 caller commits once (or rolls back when a domain error is raised).
@@ -13,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from engage.accounts.models import User
+from engage.accounts.models import Role, User
 from engage.db import savepoint
 from engage.topics.errors import (
     AlreadyReported,
@@ -34,6 +43,12 @@ from engage.topics.models import (
 COMMENTABLE = frozenset(
     {TopicStatus.PUBLISHED, TopicStatus.SHORTLISTED, TopicStatus.ADOPTED, TopicStatus.COMPLETED}
 )
+
+# Accounts younger than this weigh less when reporting: new accounts are the cheapest to make.
+ESTABLISHED_AFTER = timedelta(days=7)
+TRUSTED_WEIGHT = 2.0
+ESTABLISHED_WEIGHT = 1.0
+NEW_ACCOUNT_WEIGHT = 0.5
 
 
 def add_comment(
@@ -78,6 +93,26 @@ def edit_comment(
     comment.edited_at = now
 
 
+def report_weight(reporter: User, now: datetime) -> float:
+    """How much ``reporter``'s report counts towards hiding an item (see the module's notes)."""
+    if not reporter.is_active or not reporter.is_email_verified or reporter.deleted_at:
+        return 0.0
+    if (
+        reporter.role == Role.STAFF
+        or reporter.is_verified_clinician
+        or reporter.is_approved_custodian
+    ):
+        return TRUSTED_WEIGHT
+    if now - reporter.created_at < ESTABLISHED_AFTER:
+        return NEW_ACCOUNT_WEIGHT
+    return ESTABLISHED_WEIGHT
+
+
+def can_report(user: User | None) -> bool:
+    """Whether ``user`` may report topics and comments (a confirmed email address)."""
+    return user is not None and user.is_email_verified
+
+
 def report_content(
     session: Session,
     reporter: User,
@@ -85,9 +120,15 @@ def report_content(
     comment: TopicComment | None,
     reason: str,
     now: datetime,
-    hide_threshold: int,
+    hide_threshold: float,
 ) -> bool:
-    """Report a topic or comment; return True when it is now hidden pending review."""
+    """Report a topic or comment; return True when it is now hidden pending review.
+
+    :param hide_threshold: the weight of open reports that hides the item.
+    :raises NotAllowed: the reporter has not confirmed their email address.
+    """
+    if not can_report(reporter):
+        raise NotAllowed("Please confirm your email address before reporting: we sent you a link.")
     try:
         with savepoint(session):
             session.add(
@@ -102,9 +143,9 @@ def report_content(
             )
     except IntegrityError:
         raise AlreadyReported("You have already reported this. Staff will look at it.") from None
-    open_reports = session.scalar(
-        sa.select(sa.func.count())
-        .select_from(ContentReport)
+    reporters = session.scalars(
+        sa.select(User)
+        .join(ContentReport, ContentReport.reporter_id == User.id)
         .where(
             ContentReport.topic_id == topic.id,
             ContentReport.comment_id.is_(None)
@@ -113,8 +154,9 @@ def report_content(
             ContentReport.status == ReportStatus.OPEN,
         )
     )
+    weight = sum(report_weight(person, now) for person in reporters)
     item = comment if comment is not None else topic
-    if (open_reports or 0) >= hide_threshold and not item.is_hidden:
+    if weight >= hide_threshold and not item.is_hidden:
         item.is_hidden = True
         return True
     return False
@@ -158,4 +200,3 @@ def resolve_reports(
     if result.rowcount:
         item.is_hidden = uphold
     return result.rowcount
-

@@ -8,11 +8,13 @@ these tests run on SQLite only.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 from playwright.sync_api import Page, expect
 
 from engage.accounts.models import Role
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code_for
 from tests.consent_support import publish
 from tests.fixtures_browser import PageProblems
 
@@ -24,6 +26,10 @@ def _sign_in(page: Page, email: str) -> None:
     page.get_by_label("Email address").fill(email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
+    if urlsplit(page.url).path == "/sign-in/two-factor":  # two-step sign-in: the app's code
+        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
+        page.get_by_role("button", name="Continue").click()
 
 
 def _assert_labelled(page: Page) -> None:

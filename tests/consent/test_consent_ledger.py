@@ -211,7 +211,26 @@ def test_verify_receipt_refuses_files_that_are_not_receipts(runner, tmp_path, co
 
 
 def test_signatures_cover_the_canonical_json_whatever_the_layout():
-    document = {"format": receipts.RECEIPT_FORMAT, "b": [1, "é"], "a": {"y": 1, "x": None}}
+    document = {
+        "format": receipts.RECEIPT_FORMAT,
+        "receipt_id": "r-1",
+        "issued_at": "2026-01-02T03:04:05.000006+00:00",
+        "jurisdiction": "SE",
+        "controller": {"name": "Centre é"},
+        "collection_method": "online",
+        "recorded_by_staff": False,
+        "participant": "p-1",
+        "form": {
+            "version": 1,
+            "title": "Förm",
+            "language": "sv",
+            "ethics_reference": None,
+            "published_at": None,
+            "text_sha256": "0" * 64,
+        },
+        "taking_part": True,
+        "scopes": [],
+    }
     signed = receipts.sign(document, "k" * 40)
     reordered = json.loads(json.dumps(signed, indent=4, sort_keys=False, ensure_ascii=True))
     assert receipts.verify(reordered, "k" * 40).is_valid

@@ -38,7 +38,13 @@ def test_users_create_staff_reads_the_password_from_stdin(app, runner, session, 
         .where(AuditEvent.subject_user_id == user.id)
         .order_by(AuditEvent.id)
     )
-    assert list(actions) == ["account_created_by_cli", "sign_in"]
+    # Staff set up two-step sign-in at their first sign-in, before they are signed in.
+    assert list(actions) == [
+        "account_created_by_cli",
+        "sign_in",
+        "two_factor_enabled",
+        "recovery_codes_created",
+    ]
 
 
 def test_users_create_prompts_twice_and_refuses_a_mismatch(runner, session):

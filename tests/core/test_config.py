@@ -8,8 +8,11 @@ from config import DEFAULT_SECRET_KEY, ConfigurationError, ProductionConfig, loa
 from engage.app import create_app
 
 PG_URL = "postgresql+psycopg://engage@db.internal/engage"
-GOOD_SECRET = "x" * 64
-GOOD_RECEIPT_KEY = "r" * 64
+# Random values made once with secrets.token_hex(32), secrets.token_urlsafe(32) and
+# Fernet.generate_key(): production refuses keys that are not random.
+GOOD_SECRET = "ecfd72f24d945cab46b0bd5231b74cc95857bc9ca49d2e11c84468aae11a4089"
+GOOD_RECEIPT_KEY = "YlPZXlKaM2md0FdYqO1Ivx9YsGsKKhzTi5c2n56AsC0"
+GOOD_ENCRYPTION_KEY = "anJCL3wKiNieV8G4BQZFA66rUIe-iTJYXIctisQCCBo="
 
 
 @pytest.fixture
@@ -19,6 +22,8 @@ def production_env(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", PG_URL)
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.test-key")
     monkeypatch.setenv("CONSENT_RECEIPT_KEY", GOOD_RECEIPT_KEY)
+    monkeypatch.setenv("ENCRYPTION_KEYS", GOOD_ENCRYPTION_KEY)
+    monkeypatch.setenv("RATELIMIT_STORAGE_URI", "redis://redis.internal:6379/0")
     return monkeypatch
 
 
@@ -133,3 +138,14 @@ def test_production_cli_gives_a_clear_message_not_a_traceback(monkeypatch):
     result = CliRunner().invoke(cli, ["db", "current"])
     assert result.exit_code != 0
     assert "SECRET_KEY is missing" in result.output
+
+
+def test_production_refuses_missing_encryption_keys(production_env):
+    production_env.delenv("ENCRYPTION_KEYS")
+    with pytest.raises(ConfigurationError, match="ENCRYPTION_KEYS is missing"):
+        create_app()
+
+
+def test_development_and_testing_derive_encryption_keys_from_the_secret():
+    first = load_config("testing").ENCRYPTION_KEYS
+    assert first and first == load_config("testing").ENCRYPTION_KEYS

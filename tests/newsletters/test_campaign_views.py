@@ -27,7 +27,7 @@ from newsletters.models import (
     Send,
     SendStatus,
 )
-from tests.conftest import PASSWORD, post_form, sign_in
+from tests.conftest import PASSWORD, post_form, sign_in, totp_code_for
 from tests.newsletters.support import make_list, subscribe_email
 
 BASE = "/staff/newsletters/campaigns"
@@ -515,6 +515,9 @@ def test_the_progress_bar_follows_the_send_without_a_reload(
     page.get_by_label("Email address").fill(staff.email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Code from your authenticator app").fill(totp_code_for(staff.email))
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text("Sign out")
     page.goto(f"{BASE}/{draft.id}")
     section = page.locator(f'[data-send-id="{send.id}"]')
     expect(section.locator("[data-progress-summary]")).to_contain_text("0 of 2 handled")

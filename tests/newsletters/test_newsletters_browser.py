@@ -21,7 +21,7 @@ from engage.db import Database
 from engage.timeutil import utcnow
 from newsletters import delivery, lists, sending
 from newsletters.models import Subscriber, Subscription, SubscriptionStatus
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, totp_code_for
 from tests.fixtures_browser import PageProblems
 
 pytestmark = pytest.mark.browser
@@ -135,6 +135,8 @@ def test_a_visitor_subscribes_staff_schedule_a_campaign_it_is_sent_and_they_unsu
     page.get_by_label("Email address").fill(staff.email)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
+    page.get_by_label("Code from your authenticator app").fill(totp_code_for(staff.email))
+    page.get_by_role("button", name="Continue").click()
     expect(_status(page, "Welcome, Stina Staff")).to_be_visible()
     _nav(page).get_by_role("link", name="Newsletters", exact=True).click()
     _heading(page, "Newsletter campaigns")

@@ -278,14 +278,16 @@ def test_reports_hide_after_threshold_once_per_person_and_staff_resolve(session,
     comment = services.add_comment(
         session, people["participant"], published, "Rude words", utcnow()
     )
-    reporters = [people["clinician"], people["organisation"], people["author"]]
+    # Accounts a week old weigh 1 each (see test_report_weights.py for the weights).
+    reporters = [people["unverified_clinician"], people["organisation"], people["author"]]
+    week_later = utcnow() + timedelta(days=8)
     hidden = [
-        services.report_content(session, r, published, comment, "Offensive", utcnow(), 2)
+        services.report_content(session, r, published, comment, "Offensive", week_later, 2)
         for r in reporters[:2]
     ]
     assert hidden == [False, True] and comment.is_hidden
     with pytest.raises(services.AlreadyReported):
-        services.report_content(session, reporters[0], published, comment, "Again", utcnow(), 2)
+        services.report_content(session, reporters[0], published, comment, "Again", week_later, 2)
     assert (
         services.resolve_reports(session, people["staff"], published, comment, False, utcnow()) == 2
     )

@@ -200,11 +200,9 @@ def verify_email(
             "That is not this account's password. If you don't know it, set a new password."
         )
     user.email_verified_at = now
-    user.last_sign_in_at = now
     audit.record(
         session, AuditAction.EMAIL_VERIFIED, now=now, actor_id=user.id, subject_user_id=user.id
     )
-    audit.record(session, AuditAction.SIGN_IN, now=now, actor_id=user.id, subject_user_id=user.id)
     return user
 
 
@@ -212,7 +210,9 @@ def verify_email(
 def authenticate(session: Session, email: str, password: str, now: datetime) -> User | None:
     """Return the account if ``email`` and ``password`` match an active account, else None.
 
-    Every attempt is audited; a failure never says whether the address has an account.
+    Every failure is audited (never saying whether the address has an account); the sign-in
+    itself is recorded by :func:`record_sign_in` once every step (the code, when two-step
+    sign-in is on) has passed.
     """
     user = find_user_by_email(session, email)
     ok = verify_password(user.password_hash if user else None, password)
@@ -225,9 +225,13 @@ def authenticate(session: Session, email: str, password: str, now: datetime) -> 
             reason="inactive" if (user and ok) else "bad_credentials",
         )
         return None
+    return user
+
+
+def record_sign_in(session: Session, user: User, now: datetime) -> None:
+    """``user`` is signed in on a browser: every step passed (called by ``finish_sign_in``)."""
     user.last_sign_in_at = now
     audit.record(session, AuditAction.SIGN_IN, now=now, actor_id=user.id, subject_user_id=user.id)
-    return user
 
 
 def record_sign_out(session: Session, user: User, now: datetime) -> None:

@@ -16,7 +16,7 @@ from flask import current_app, flash, g, redirect, request, session, url_for
 from flask_login import login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from engage.accounts import sessions
+from engage.accounts import services, sessions
 from engage.accounts.models import User
 from engage.db import get_session
 from engage.extensions import FailureLimit
@@ -42,10 +42,12 @@ def finish_sign_in(user: User, *, remember: bool, next_url: str | None) -> Any:
     """
     db_session = get_session()
     lifetime = sessions.Lifetime.from_config(current_app.config)
+    now = utcnow()
+    services.record_sign_in(db_session, user, now)
     row, key = sessions.start(
         db_session,
         user,
-        now=utcnow(),
+        now=now,
         remember=remember,
         lifetime=lifetime,
         user_agent=request.headers.get("User-Agent", ""),

@@ -41,9 +41,9 @@ def test_users_create_staff_reads_the_password_from_stdin(app, runner, session, 
     # Staff set up two-step sign-in at their first sign-in, before they are signed in.
     assert list(actions) == [
         "account_created_by_cli",
-        "sign_in",
         "two_factor_enabled",
         "recovery_codes_created",
+        "sign_in",
     ]
 
 

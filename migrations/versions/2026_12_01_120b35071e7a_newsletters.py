@@ -210,9 +210,6 @@ def upgrade() -> None:
         sa.Column("body_markdown", sa.Text(), nullable=False),
         sa.Column("audience_size", sa.Integer(), nullable=False),
         sa.Column("started_at", engage.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("is_freezing", sa.Boolean(), nullable=False),
-        sa.Column("freeze_query", sa.Integer(), nullable=False),
-        sa.Column("freeze_after_id", sa.Integer(), nullable=False),
         sa.Column("finished_at", engage.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"],

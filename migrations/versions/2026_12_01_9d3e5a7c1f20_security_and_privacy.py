@@ -2,7 +2,7 @@
 data-rights requests, a pending new email address, and profile free text encrypted at rest
 
 Revision ID: 9d3e5a7c1f20
-Revises: 120b35071e7a
+Revises: 4f6a8c0e2b13
 Create Date: 2026-12-01 21:30:00.000000
 
 The clinicians' profession and institution and the organisation members' organisation name
@@ -18,7 +18,7 @@ from alembic import context, op
 import engage.db
 
 revision = "9d3e5a7c1f20"
-down_revision = "120b35071e7a"
+down_revision = "4f6a8c0e2b13"
 branch_labels = None
 depends_on = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -90,3 +91,21 @@ def test_wsgi_entry_point_refuses_an_unmigrated_database(tmp_path):
     assert result.returncode == 1
     assert "Engage cannot start: The database has not been set up yet." in result.stderr
     assert "engage db upgrade" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sends_get_their_freeze_columns_whether_or_not_an_earlier_setup_added_them(empty_app):
+    """Databases set up while the freeze columns were part of the newsletters revision already
+    have them; revision 4f6a8c0e2b13 adds only what is missing, keeping existing sends."""
+    config = alembic_config(empty_app)
+    command.upgrade(config, "120b35071e7a")
+    engine = Database.engine(empty_app)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "ALTER TABLE newsletter_sends ADD COLUMN is_freezing BOOLEAN NOT NULL DEFAULT false"
+        )
+    command.upgrade(config, "head")
+    assert _differences(empty_app) == []
+    command.downgrade(config, "120b35071e7a")
+    with engine.connect() as connection:
+        columns = {c["name"] for c in sa.inspect(connection).get_columns("newsletter_sends")}
+    assert not columns & {"is_freezing", "freeze_query", "freeze_after_id"}

@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from engage.accounts import services
+from engage.accounts import staff_services
 from engage.scheduler import JobRegistry
 
 
 def remove_unverified_accounts(session: Session, now: datetime, config: dict[str, Any]) -> str:
     """Delete sign-ups whose address was never confirmed within the retention period."""
-    removed = services.remove_unverified_accounts(
+    removed = staff_services.remove_unverified_accounts(
         session, now, config["UNVERIFIED_ACCOUNT_RETENTION_DAYS"]
     )
     return f"removed {removed} unverified account(s)"

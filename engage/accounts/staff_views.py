@@ -7,7 +7,7 @@ from flask import abort, render_template, request, url_for
 from flask_login import current_user
 
 from engage import audit
-from engage.accounts import emails
+from engage.accounts import emails, staff_services
 from engage.accounts import services as account_services
 from engage.accounts.forms import (
     ActiveForm,
@@ -41,7 +41,7 @@ def users():
     form = UserSearchForm(request.args)
     form.validate()
     role = Role(form.role.data) if form.role.data in {r.value for r in Role} else None
-    result = account_services.search_users(
+    result = staff_services.search_users(
         get_session(),
         text=(form.q.data or "")[:100] if not form.q.errors else "",
         role=role,
@@ -119,7 +119,7 @@ def verify_clinician(user_id: int):
     if not form.validate_on_submit():
         return _render_user(user, 400, verify_form=form)
     return commit_or_explain(
-        lambda session: account_services.set_clinician_verified(
+        lambda session: staff_services.set_clinician_verified(
             session, _actor(), user, form.verified.data == "yes", utcnow()
         ),
         errors=account_services.AccountError,
@@ -142,7 +142,7 @@ def decide_custodian(user_id: int):
 
     def decide(session):
         now = utcnow()
-        account_services.decide_custodian_request(
+        staff_services.decide_custodian_request(
             session,
             _actor(),
             user,
@@ -173,7 +173,7 @@ def change_role(user_id: int):
     if not form.validate_on_submit():
         return _render_user(user, 400, role_form=form)
     return commit_or_explain(
-        lambda session: account_services.change_role(
+        lambda session: staff_services.change_role(
             session, _actor(), user, Role(form.role.data), utcnow()
         ),
         errors=account_services.AccountError,
@@ -197,7 +197,7 @@ def set_active(user_id: int):
     if not form.validate_on_submit():
         return _render_user(user, 400, active_form=form)
     return commit_or_explain(
-        lambda session: account_services.set_active(
+        lambda session: staff_services.set_active(
             session, _actor(), user, form.active.data == "yes", utcnow()
         ),
         errors=account_services.AccountError,

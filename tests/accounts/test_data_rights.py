@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from engage.accounts import data_rights
+from engage.accounts import data_rights, staff_services
 from engage.accounts import queries as account_queries
 from engage.accounts import services as account_services
 from engage.accounts.models import (
@@ -526,7 +526,7 @@ def test_staff_cannot_reactivate_a_deleted_account(app, session, make_user):
         session.commit()
 
     with pytest.raises(account_services.InvalidDecision):
-        account_services.set_active(
+        staff_services.set_active(
             session, session.get(User, staff.id), session.get(User, me.id), True, utcnow()
         )
 
@@ -543,7 +543,7 @@ def test_removing_unconfirmed_sign_ups_keeps_a_deleted_account(app, session, mak
         )
         session.commit()
 
-    removed = account_services.remove_unverified_accounts(
+    removed = staff_services.remove_unverified_accounts(
         session, utcnow() + timedelta(days=90), 30
     )
     session.commit()

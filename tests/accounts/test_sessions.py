@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from engage.accounts import services, sessions
+from engage.accounts import services, sessions, staff_services
 from engage.accounts.models import Role, User, UserSession
 from engage.audit import AuditEvent
 from engage.security import make_token
@@ -378,7 +378,7 @@ def test_deactivation_by_staff_ends_the_accounts_sessions(app, client, session, 
     sign_in(client, user, remember="y")
     remember = _cookie(client, "remember_token")
 
-    services.set_active(
+    staff_services.set_active(
         session, session.get(User, staff.id), session.get(User, user.id), False, utcnow()
     )
     session.commit()

@@ -7,6 +7,8 @@ Routes of the ``auth`` and ``account`` blueprints (``engage.accounts.views``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -114,6 +116,21 @@ def _pending() -> tuple[two_factor_flow.PendingSignIn | None, User | None]:
     return pending, user
 
 
+def _step(*, enrolled: bool) -> tuple[two_factor_flow.PendingSignIn | None, User | None, Any]:
+    """The half-finished sign-in and its account, when this step is the right one for it (the
+    code step for an account with two-step sign-in, the set-up step for one without); else
+    ``(None, None, answer)`` with where to go instead."""
+    if current_user.is_authenticated:
+        return None, None, redirect(url_for("pages.home"))
+    pending, user = _pending()
+    if pending is None or user is None:
+        return None, None, _start_again()
+    if two_factor.is_enabled(user) != enrolled:
+        other = "auth.two_factor_code" if two_factor.is_enabled(user) else "auth.two_factor_setup"
+        return None, None, redirect(url_for(other))
+    return pending, user, None
+
+
 def _start_again():
     """The half-finished sign-in is gone (expired, never started, or too many wrong codes)."""
     return refused(
@@ -142,13 +159,9 @@ def _refused_code(db: Session, user: User, kind: str, exc: Exception, form: Form
 @_limit_by_account
 def two_factor_code():
     """Second step of signing in: the code from the authenticator app."""
-    if current_user.is_authenticated:
-        return redirect(url_for("pages.home"))
-    pending, user = _pending()
-    if pending is None or user is None:
-        return _start_again()
-    if not two_factor.is_enabled(user):
-        return redirect(url_for("auth.two_factor_setup"))
+    pending, user, elsewhere = _step(enrolled=True)
+    if elsewhere is not None:
+        return elsewhere
     form = CodeForm()
 
     def page(form: CodeForm):
@@ -170,13 +183,9 @@ def two_factor_code():
 @_limit_by_account
 def two_factor_recovery():
     """Second step of signing in with a recovery code instead (each works once)."""
-    if current_user.is_authenticated:
-        return redirect(url_for("pages.home"))
-    pending, user = _pending()
-    if pending is None or user is None:
-        return _start_again()
-    if not two_factor.is_enabled(user):
-        return redirect(url_for("auth.two_factor_setup"))
+    pending, user, elsewhere = _step(enrolled=True)
+    if elsewhere is not None:
+        return elsewhere
     form = RecoveryCodeForm()
 
     def page(form: RecoveryCodeForm):
@@ -216,13 +225,9 @@ def _codes_left(remaining: int) -> str:
 def two_factor_setup():
     """Set up two-step sign-in while signing in, for roles that require it (not signed in
     until it is confirmed)."""
-    if current_user.is_authenticated:
-        return redirect(url_for("pages.home"))
-    pending, user = _pending()
-    if pending is None or user is None:
-        return _start_again()
-    if two_factor.is_enabled(user):
-        return redirect(url_for("auth.two_factor_code"))
+    pending, user, elsewhere = _step(enrolled=False)
+    if elsewhere is not None:
+        return elsewhere
     db = get_session()
     two_factor.begin_enrolment(user)
     db.commit()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint install clean constraints
+.PHONY: run test lint install clean constraints screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: install
 	ENGAGE_REQUIRE_POSTGRES="$${ENGAGE_REQUIRE_POSTGRES:-$${url:+1}}" \
 	ENGAGE_REQUIRE_BROWSER="$${ENGAGE_REQUIRE_BROWSER:-$$(test -x /usr/bin/chromium && echo 1)}" \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make screenshots: PNGs of the main pages at 320, 768 and 1280 px in build/screenshots/ (demo data, headless Chromium)
+screenshots: install
+	bash .ci/prerequisites
+	ENGAGE_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s tests/accessibility/screenshots.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,10 +3,16 @@
 The app is served over real HTTP by werkzeug in a thread, and driven by Playwright through
 Debian's Chromium (never a downloaded browser). Browser tests run on SQLite only: their
 PostgreSQL variants are deselected at collection, so they are neither run nor reported.
+
+Every page a journey test loads is checked by axe-core (WCAG 2.0–2.2 A and AA and best
+practices) as soon as it has loaded: a serious or critical finding fails the test, naming rule,
+elements and page. The page tour (``tests/accessibility``) checks every page at every width.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -31,6 +37,32 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 BROWSER_BACKEND = "sqlite"
+AXE_RUN_OPTIONS = {
+    "runOnly": {
+        "type": "tag",
+        "values": [
+            "wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa", "best-practice"
+        ],
+    },
+    "resultTypes": ["violations"],
+}
+# Runs axe once each page of the top frame has loaded and reports its serious and critical
+# findings through a binding; window.__engageAxeRun lets teardown wait for the last page's run.
+AXE_ON_LOAD = """
+window.addEventListener("load", () => {
+  if (window !== window.top || document.contentType !== "text/html" || !window.axe) { return; }
+  window.__engageAxeRun = new Promise((resolve) => setTimeout(resolve, 0))
+    .then(() => window.axe.run(document, AXE_OPTIONS))
+    .then((results) => {
+      const failing = results.violations
+        .filter((v) => ["serious", "critical"].includes(v.impact))
+        .map((v) => `[${v.impact}] ${v.id} on ${location.pathname}${location.search}: ${v.help}; `
+          + `elements: ${v.nodes.map((n) => n.target.join(" ")).slice(0, 4).join("; ")}`);
+      if (failing.length) { window.__engageAxeFinding(failing); }
+    })
+    .catch(() => null);
+});
+""".replace("AXE_OPTIONS", json.dumps(AXE_RUN_OPTIONS))
 # Reports CSP violations to the test through a binding, whatever Chromium prints to the console.
 CSP_LISTENER = """
 document.addEventListener("securitypolicyviolation", (event) => {
@@ -129,6 +161,8 @@ class PageProblems:
     csp_violations: list[str] = field(default_factory=list)
     # main-frame URL -> every status it answered with (one URL may answer 400, then 302)
     document_statuses: dict[str, set[int]] = field(default_factory=dict)
+    # serious and critical axe-core findings on the pages loaded
+    axe_findings: list[str] = field(default_factory=list)
 
     def assert_none(self, *, allow_document_statuses: frozenset[int] = frozenset()) -> None:
         """Fail on any problem so far.
@@ -147,6 +181,7 @@ class PageProblems:
         assert not errors, f"console errors: {errors}"
         assert not self.page_errors, f"uncaught page errors: {self.page_errors}"
         assert not self.csp_violations, f"CSP violations: {self.csp_violations}"
+        assert not self.axe_findings, "axe-core findings:\n" + "\n".join(self.axe_findings)
 
 
 @pytest.fixture
@@ -155,9 +190,26 @@ def page_problems() -> PageProblems:
     return PageProblems()
 
 
+@pytest.fixture(scope="session")
+def axe_source() -> str:
+    """axe-core's script, as shipped inside the axe-playwright-python wheel."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    return Axe().axe_script
+
+
+def _wait_for_axe(tab: Any) -> None:
+    """Let the last page's axe run finish (a page closing mid-run is simply not checked)."""
+    with contextlib.suppress(Exception):  # the page navigated or closed: nothing to wait for
+        tab.evaluate("() => window.__engageAxeRun || null")
+
+
 @pytest.fixture
-def page(browser: Any, live_server: LiveServer, page_problems: PageProblems) -> Iterator[Any]:
-    """A fresh browser tab (own cookies) on the live server, watched for problems."""
+def page(
+    browser: Any, live_server: LiveServer, page_problems: PageProblems, axe_source: str
+) -> Iterator[Any]:
+    """A fresh browser tab (own cookies) on the live server, watched for problems; axe-core
+    checks each page it loads, and a serious or critical finding fails the test."""
     context = browser.new_context(base_url=live_server.url)
     try:
         context.set_default_timeout(10_000)
@@ -165,7 +217,13 @@ def page(browser: Any, live_server: LiveServer, page_problems: PageProblems) -> 
             "__engageCspViolation",
             lambda _source, detail: page_problems.csp_violations.append(detail),
         )
+        context.expose_binding(
+            "__engageAxeFinding",
+            lambda _source, findings: page_problems.axe_findings.extend(findings),
+        )
         context.add_init_script(CSP_LISTENER)
+        context.add_init_script(axe_source)
+        context.add_init_script(AXE_ON_LOAD)
         tab = context.new_page()
 
         def on_console(message: Any) -> None:
@@ -180,5 +238,12 @@ def page(browser: Any, live_server: LiveServer, page_problems: PageProblems) -> 
         tab.on("pageerror", lambda error: page_problems.page_errors.append(str(error)))
         tab.on("response", on_response)
         yield tab
+        _wait_for_axe(tab)
     finally:
         context.close()
+    if page_problems.axe_findings:
+        pytest.fail(
+            "axe-core found serious or critical problems:\n"
+            + "\n".join(dict.fromkeys(page_problems.axe_findings)),
+            pytrace=False,
+        )

@@ -79,6 +79,9 @@ class Config:
         self.MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
         self.MAIL_FROM = os.environ.get("MAIL_FROM", "Engage <no-reply@engage.localhost>")
         self.MAIL_OUTBOX_DIR = os.environ.get("MAIL_OUTBOX_DIR") or None
+        # Where people write to the coordination centre for help (shown on the help and privacy
+        # pages); a mailbox someone reads, unlike MAIL_FROM.
+        self.SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "support@engage.localhost")
         self.SENDGRID_API_KEY = os.environ.get("SENDGRID_API_KEY") or None
         self.SENDGRID_API_HOST = os.environ.get("SENDGRID_API_HOST") or None
         # Seconds to wait for SendGrid's answer; no answer in time makes the outcome unknown.

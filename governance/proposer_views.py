@@ -46,6 +46,15 @@ from governance.views import (
     time_left,
 )
 
+# The part of the status page saying where the proposal stands.
+STATUS_ANCHOR = "proposal-status"
+# The two ways of analysing the data, in the words of the people who read the form.
+ANALYSIS_HELP = (
+    "Pooled: the de-identified data (names and contact details removed) are analysed together "
+    "in the network's secure environment. Federated: the data stay at each registry and only "
+    "the results are shared."
+)
+
 
 # Proposers ----------------------------------------------------------------------------------
 def _proposal_of_viewer(proposal_id: int, *, staff_may_view: bool = False) -> Proposal:
@@ -60,21 +69,24 @@ def _proposal_of_viewer(proposal_id: int, *, staff_may_view: bool = False) -> Pr
     return proposal
 
 
-def _status_page(proposal_id: int) -> str:
-    return url_for("governance.proposal_status", proposal_id=proposal_id)
+def _status_page(proposal_id: int, anchor: str | None = None) -> str:
+    """The proposal's status page; ``anchor`` names the part that changed (focus goes there)."""
+    return url_for("governance.proposal_status", proposal_id=proposal_id, _anchor=anchor)
 
 
 def _proposal_form(session: Session, *args: Any, **kwargs: Any) -> ProposalForm:
     """The proposal form offering the published consent scopes, the catalogue's active
     variables and the topics adopted for research."""
     variables = catalogue.active_variables_by_domain(session)
-    return ProposalForm(
+    form = ProposalForm(
         *args,
         scopes=[(s.code, s.title) for s in current_scopes(session)],
         variables=[(v.id, v.name) for group in variables.values() for v in group],
         topics=queries.adopted_topics(session),
         **kwargs,
     )
+    form.analysis_mode.description = ANALYSIS_HELP
+    return form
 
 
 def _proposal_form_page(
@@ -238,9 +250,9 @@ def proposal_status(proposal_id: int):
 
 
 def _proposer_step(
-    proposal: Proposal, change: Callable[[Session], Any], message: str
+    proposal: Proposal, change: Callable[[Session], Any], message: str, anchor: str
 ) -> ResponseReturnValue:
-    page = _status_page(proposal.id)
+    page = _status_page(proposal.id, anchor)
     return commit_or_explain(
         change,
         errors=GovernanceError,
@@ -259,6 +271,7 @@ def submit_proposal(proposal_id: int):
         proposal,
         lambda s: proposals.submit(s, me, proposal, utcnow()),
         "Your proposal is submitted. Staff will screen it and tell you what happens next.",
+        STATUS_ANCHOR,
     )
 
 
@@ -275,7 +288,13 @@ def withdraw_proposal(proposal_id: int):
         proposal,
         lambda s: proposals.withdraw(s, me, proposal, form.reason.data, utcnow()),
         "Your proposal is withdrawn.",
+        STATUS_ANCHOR,
     )
+
+
+def _thread_anchor(thread: DecisionThread) -> str:
+    """The part of the status page showing one registry's thread."""
+    return f"registry-{thread.id}"
 
 
 def _proposal_thread(proposal_id: int, thread_id: int) -> tuple[Proposal, DecisionThread]:
@@ -301,6 +320,7 @@ def answer_information(proposal_id: int, thread_id: int):
         proposal,
         lambda s: decisions.answer_information(s, me, thread, form.answer.data, utcnow()),
         "Your answer is sent to the registry.",
+        _thread_anchor(thread),
     )
 
 
@@ -316,6 +336,7 @@ def accept_conditions(proposal_id: int, thread_id: int):
         proposal,
         lambda s: decisions.accept_conditions(s, me, thread, utcnow()),
         "You accepted the registry's conditions: it takes part in the project on them.",
+        _thread_anchor(thread),
     )
 
 
@@ -331,6 +352,7 @@ def refuse_conditions(proposal_id: int, thread_id: int):
         proposal,
         lambda s: decisions.refuse_conditions(s, me, thread, utcnow()),
         "You refused the registry's conditions: it will not take part in the project.",
+        _thread_anchor(thread),
     )
 
 

@@ -359,10 +359,11 @@ def _status_step(
     prefix: str,
     change: Callable[[Session, Proposal, Form], Any],
     message: Callable[[Proposal], str],
-    anchor: str = "",
+    anchor: str = "#proposal-status",
 ):
-    """Validate ``form``, run ``change`` and go back to the proposal, or show the page again
-    with ``form`` as typed and why nothing changed."""
+    """Validate ``form``, run ``change`` and go back to the proposal (focus on ``anchor``, the
+    part that changed), or show the page again with ``form`` as typed and why nothing
+    changed."""
     found = _proposal(proposal_id)
     _ids_prefixed(form, prefix)
     override = {f"{prefix}_form": form}

@@ -74,6 +74,6 @@ def revoke_token(token_id: int):
         explain=explain,
         done=lambda token: saved(
             f"The token “{token.name}” is revoked: it no longer opens the API.",
-            url_for("governance.tokens_page"),
+            url_for("governance.tokens_page", _anchor="tokens"),
         ),
     )

@@ -12,14 +12,17 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, abort, render_template, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.orm import Session
+from wtforms import RadioField, TextAreaField
+from wtforms.validators import InputRequired, Length
 
 from engage.accounts.models import Role, User
 from engage.accounts.reauth import fresh_auth_required
 from engage.consent.queries import current_scopes
 from engage.db import get_session
+from engage.forms import Form, choices, strip
 from engage.registries.models import Registry
 from engage.security import (
     approved_custodian_required,
@@ -28,6 +31,7 @@ from engage.security import (
 from engage.timeutil import utcnow
 from engage.views import commit_or_explain, page_arg, refused, saved, signed_in_person
 from governance import cohort, decisions, notices, queries
+from governance.decisions import MAX_TEXT_LENGTH
 from governance.errors import (
     GovernanceError,
     InvalidProposal,
@@ -61,6 +65,67 @@ PROPOSER_ROLES = (Role.CLINICIAN, Role.STAFF)
 EDITABLE_STATUSES = frozenset({ProposalStatus.DRAFT, ProposalStatus.RETURNED})
 # A proposal as one registry's custodians see it; its decision steps are posted below it.
 REGISTRY_PROPOSAL = "/registries/<registry_code>/proposals/<int:proposal_id>"
+# The part of that page that shows the registry's decision: focus comes back to it after a step.
+DECISION_ANCHOR = "decision"
+# The form where the decision is chosen: "Change the decision" comes back to it.
+DECIDE_ANCHOR = "choose-decision"
+APPROVE, CONDITIONS, DECLINE = "approve", "conditions", "decline"
+# Each decision a custodian chooses, and the step that records it once they have checked it.
+DECISION_STEPS = {
+    APPROVE: "governance.approve",
+    CONDITIONS: "governance.approve_with_conditions",
+    DECLINE: "governance.decline",
+}
+
+
+_AT_MOST_MAX_TEXT = Length(
+    max=MAX_TEXT_LENGTH, message=f"Use at most {MAX_TEXT_LENGTH:,} characters."
+)
+
+
+class DecisionForm(Form):
+    """The registry's decision as a custodian chooses it on the proposal page; the next page
+    shows it back to them, and only its button records it (one mis-tap records nothing)."""
+
+    decision = RadioField(
+        "What does your registry decide?",
+        choices=choices(
+            [
+                (APPROVE, "Approve"),
+                (CONDITIONS, "Approve with conditions"),
+                (DECLINE, "Decline"),
+            ]
+        ),
+        validators=[InputRequired(message="Choose approve, approve with conditions or decline.")],
+        invalid_choice_message="Choose approve, approve with conditions or decline.",
+    )
+    conditions = TextAreaField(
+        "Your conditions",
+        filters=[strip],
+        validators=[_AT_MOST_MAX_TEXT],
+        description="Only if you approve with conditions. The proposer accepts or refuses them.",
+    )
+    decline_reason = TextAreaField(
+        "Why your registry declines",
+        filters=[strip],
+        validators=[_AT_MOST_MAX_TEXT],
+        description="Only if you decline. The proposer and the coordination centre read it.",
+    )
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """The text the chosen decision needs is required; the other text is ignored."""
+        super().validate(extra_validators)
+        needed = {CONDITIONS: self.conditions, DECLINE: self.decline_reason}
+        missing = {
+            CONDITIONS: "Write the conditions of your approval.",
+            DECLINE: "Write a reason for declining.",
+        }
+        for choice, text_field in needed.items():
+            if self.decision.data != choice:
+                text_field.errors = []
+            elif not text_field.data and not text_field.errors:
+                text_field.errors = [missing[choice]]
+        return not any(field.errors for field in self)
 
 
 def time_left(deadline: datetime, now: datetime) -> str:
@@ -172,11 +237,13 @@ def _registry_proposal_page(
     page_forms = {
         "confirm": ConfirmForm(),
         "ask": QuestionForm(),
-        "conditions": ConditionsForm(),
-        "decline": DeclineForm(),
+        "decide": DecisionForm(formdata=None),
         "withdraw": WithdrawApprovalForm(),
     }
-    page_forms.update(forms or {})
+    for key, form in (forms or {}).items():
+        if key in (CONDITIONS, DECLINE):
+            key, form = "decide", _as_decision_form(key, form)
+        page_forms[key] = form
     return (
         render_template(
             "governance/registry_proposal.html",
@@ -199,12 +266,73 @@ def _registry_proposal_page(
     )
 
 
+def _as_decision_form(choice: str, form: Any) -> DecisionForm:
+    """The decision form as ``form`` (the step recording ``choice``) was sent, with its
+    problems, so the page shows them where the decision is chosen."""
+    texts = [name for name in ("conditions", "decline_reason") if name in form]
+    decision = DecisionForm(
+        formdata=None, data={"decision": choice, **{name: form[name].data for name in texts}}
+    )
+    for name in [*texts, "csrf_token"]:
+        if name in form and form[name].errors:
+            decision[name].errors = list(form[name].errors)
+    decision.form_errors.extend(form.form_errors)
+    return decision
+
+
+def _registry_proposal_url(registry: Registry, proposal: Proposal, anchor: str) -> str:
+    return url_for(
+        "governance.registry_proposal",
+        registry_code=registry.code,
+        proposal_id=proposal.id,
+        _anchor=anchor,
+    )
+
+
 @governance.route(REGISTRY_PROPOSAL)
 @approved_custodian_required
 def registry_proposal(registry_code: str, proposal_id: int):
     """A proposal sent to the registry, its eligible cohort, this registry's thread and the
     decision forms open in the thread's state."""
     return _registry_proposal_page(*_registry_thread(registry_code, proposal_id))
+
+
+@governance.route(f"{REGISTRY_PROPOSAL}/decide", methods=["POST"])
+@approved_custodian_required
+def check_decision(registry_code: str, proposal_id: int):
+    """Show the chosen decision back to the custodian with the one button that sends it
+    (nothing is recorded here). "Change the decision" posts here too, and gets the proposal
+    page with the decision form as it was filled in."""
+    registry, proposal, thread = _registry_thread(registry_code, proposal_id)
+    form = DecisionForm()
+    if "change" in request.form:
+        return _registry_proposal_page(registry, proposal, thread, {"decide": form})
+    if not form.validate_on_submit():
+        return _registry_proposal_page(registry, proposal, thread, {"decide": form}, 400)
+    if form.decision.data not in custodian_actions(proposal, thread, utcnow()):
+        return refused(
+            "Your registry can no longer decide on this proposal: it has already decided, or "
+            "its deadline has passed. Nothing was sent.",
+            _registry_proposal_url(registry, proposal, DECISION_ANCHOR),
+        )
+    return render_template(
+        "governance/registry_decision_check.html",
+        registry=registry,
+        proposal=proposal,
+        form=form,
+        send_to=url_for(
+            DECISION_STEPS[form.decision.data],
+            registry_code=registry.code,
+            proposal_id=proposal.id,
+        ),
+        change_to=url_for(
+            "governance.check_decision",
+            registry_code=registry.code,
+            proposal_id=proposal.id,
+            _anchor=DECIDE_ANCHOR,
+        ),
+        back_to=_registry_proposal_url(registry, proposal, DECIDE_ANCHOR),
+    )
 
 
 def _decide(
@@ -218,9 +346,7 @@ def _decide(
     """Validate ``form`` and record the custodian's step, or explain why nothing was recorded
     (a text problem next to the field, anything else as a message on the page)."""
     registry, proposal, thread = _registry_thread(registry_code, proposal_id)
-    page = url_for(
-        "governance.registry_proposal", registry_code=registry.code, proposal_id=proposal.id
-    )
+    page = _registry_proposal_url(registry, proposal, DECISION_ANCHOR)
     if not form.validate_on_submit():
         return _registry_proposal_page(registry, proposal, thread, {key: form}, 400)
     actor = signed_in_person()
@@ -367,7 +493,7 @@ def acknowledge_notice(registry_code: str, notice_id: int):
     notice = get_session().get(ConsentNotice, notice_id)
     if notice is None or notice.registry_id != registry.id:
         abort(404)
-    page = url_for("governance.registry_notices", registry_code=registry.code)
+    page = url_for("governance.registry_notices", registry_code=registry.code, _anchor="notices")
     actor = signed_in_person()
     return commit_or_explain(
         lambda session: notices.acknowledge_notice(session, actor, notice, utcnow()),

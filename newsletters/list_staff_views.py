@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import abort, render_template, request, url_for
 
 from engage.db import get_session
+from engage.forms import choices
 from engage.roles import Role
 from engage.security import roles_required
 from engage.timeutil import utcnow
@@ -21,6 +22,9 @@ from newsletters.errors import NewsletterError, NotFound
 from newsletters.list_forms import NO_SCOPE, ListForm, ListStateForm
 from newsletters.lists import ListDetails, scope_titles
 from newsletters.models import ListVisibility, MailingList
+
+# The empty first choice of a select that must be chosen on purpose.
+NOT_CHOSEN = ""
 
 
 def _status_of(exc: NewsletterError) -> int:
@@ -79,7 +83,12 @@ def _lists_page(failed: ListStateForm | None = None, status: int = 200):
 @roles_required(Role.STAFF)
 def new_list():
     """Create a list."""
-    form = ListForm(scope_choices=_scope_choices(None))
+    form = ListForm(data={"visibility": NOT_CHOSEN}, scope_choices=_scope_choices(None))
+    # Who may subscribe is asked, not assumed: a list made public by a slip would be offered
+    # to anyone on the sign-up page.
+    form.visibility.choices = choices(
+        [(NOT_CHOSEN, "Choose who may subscribe"), *ListVisibility.choices()]
+    )
     if not form.validate_on_submit():
         return _editor(form, None)
 

@@ -308,10 +308,10 @@ def _button(
     change: Callable[[Session, Campaign, Any], Any],
     message: Callable[[Any], str],
 ):
-    """Validate the button's form, run ``change`` and go back to the campaign; a refusal is
-    flashed there instead (nothing changed)."""
+    """Validate the button's form, run ``change`` and go back to the campaign (focus on its
+    status); a refusal is flashed there instead (nothing changed)."""
     found = _campaign(campaign_id)
-    back = _campaign_url(campaign_id)
+    back = _campaign_url(campaign_id, "#campaign-status")
     if not form.validate_on_submit():
         problems = [error for errors in form.errors.values() for error in errors]
         return refused(" ".join(problems) or "Please try again.", back)

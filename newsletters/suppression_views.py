@@ -50,7 +50,8 @@ class RemoveSuppressionForm(Form):
 
 
 def _page_url() -> str:
-    return url_for("newsletters_staff.suppressions")
+    """The page, with focus on the list of addresses (what a change changed)."""
+    return url_for("newsletters_staff.suppressions", _anchor="suppressed")
 
 
 def _render(

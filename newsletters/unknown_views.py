@@ -47,10 +47,18 @@ def settle_unknown(send_id: int):
     send = session.get(Send, send_id)
     if send is None:
         abort(404)
-    back = url_for("newsletters_staff.campaign", campaign_id=send.campaign_id)
+    back = url_for(
+        "newsletters_staff.campaign", campaign_id=send.campaign_id, _anchor=f"unknown-{send.id}"
+    )
     form = SettleUnknownForm()
     if not form.validate():
-        abort(400)
+        # Nothing chosen (or the form expired): say so where the choice is; nothing changes.
+        return refused(
+            "Choose what should happen to these emails: send them again, or count them as sent."
+            if form.action.errors
+            else "Your form expired; please try again.",
+            back,
+        )
     action = UnknownAction(form.action.data)
     actor = signed_in_person()
     window = hours()

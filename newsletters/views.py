@@ -81,7 +81,9 @@ def preferences():
             lambda s: lists.set_subscriptions(s, user, form.lists.data, utcnow()),
             errors=NewsletterError,
             explain=refused,
-            done=lambda change: saved(_change_message(change), url_for("newsletters.preferences")),
+            done=lambda change: saved(
+                _change_message(change), url_for("newsletters.preferences", _anchor="lists")
+            ),
         )
     if form.errors:
         return _preferences_page(form, set(form.lists.data or [])), 400
@@ -124,7 +126,7 @@ def subscribe():
             session.rollback()
             form.form_errors.append(exc.message)
         else:
-            return redirect(url_for("newsletters.check_email"), code=303)
+            return redirect(url_for("newsletters.check_email", _anchor="check-email"), code=303)
     offered = lists.public_lists(session)
     return (
         render_template(
@@ -177,7 +179,9 @@ def confirm(token: str):
                 if outcome.pending
                 else "Your subscription was already confirmed; nothing needed changing."
             )
-            return saved(message, url_for("newsletters.confirm", token=token))
+            return saved(
+                message, url_for("newsletters.confirm", token=token, _anchor="subscription")
+            )
 
         return commit_or_explain(
             lambda s: lists.confirm(s, token, utcnow(), max_age=_confirm_max_age()),
@@ -214,7 +218,7 @@ def unsubscribe_confirm(token: str):
             f"You are unsubscribed from {name}."
             if state.was_subscribed
             else f"You were already unsubscribed from {name}.",
-            url_for("newsletters.unsubscribe", token=token),
+            url_for("newsletters.unsubscribe", token=token, _anchor="unsubscribed"),
         )
 
     return commit_or_explain(
@@ -240,7 +244,7 @@ def unsubscribe_everything(token: str):
         done=lambda _count: saved(
             "You are unsubscribed from every newsletter. We will not email you newsletters "
             "again unless you sign up.",
-            url_for("newsletters.unsubscribe", token=token),
+            url_for("newsletters.unsubscribe", token=token, _anchor="unsubscribed"),
         ),
     )
 

@@ -176,8 +176,8 @@ class FlashedRefusal:
         return page.get_data(as_text=True)
 
     def shown_in(self, page: str) -> bool:
-        """True when ``page`` shows the refusal as an alert."""
-        pattern = r'role="alert">\s*<p>' + re.escape(str(escape(self.message)))
+        """True when ``page`` shows the refusal as an error notice that is announced."""
+        pattern = r'notice-error" data-announce>\s*<p>' + re.escape(str(escape(self.message)))
         return re.search(pattern, page) is not None
 
 
@@ -190,8 +190,9 @@ class AlertRefusal:
     statuses: tuple[int, ...] = (400, 404)
 
     def shown_in(self, page: str) -> bool:
-        """True when ``page`` shows an error alert."""
-        return re.search(r'role="alert">\s*<p>', page) is not None
+        """True when ``page`` shows an error notice (announced, or an alert)."""
+        notice = r'notice-error"[^>]*(?:role="alert"|data-announce)>\s*<p>'
+        return re.search(notice, page) is not None
 
 
 USER_COLUMNS = (
@@ -853,8 +854,9 @@ def _consent_withdraw_optional(kit: Kit) -> Prepared:
 
 def _consent_leave(kit: Kit) -> Prepared:
     _joined_participant(kit)
-    data = {**_consent_page_state(kit), "option": "erase"}
-    return Prepared("/consent/leave", data, lambda: _consent_state(kit), "→ /consent")
+    data = {**_consent_page_state(kit, "/consent/leave"), "option": "erase"}
+    # The confirmation's button: choosing the option alone changes nothing.
+    return Prepared("/consent/leave/confirm", data, lambda: _consent_state(kit), "→ /consent")
 
 
 def _consent_review(kit: Kit) -> Prepared:

@@ -111,6 +111,9 @@ ACCESS: dict[str, Access] = {
     # Public pages.
     "pages.home": Access(get=everyone(OK)),
     "pages.healthz": Access(get=everyone(OK)),
+    "pages.help": Access(get=everyone(OK)),
+    "pages.privacy": Access(get=everyone(OK)),
+    "pages.accessibility": Access(get=everyone(OK)),
     # Joining and signing in: an empty form is a 400 with its errors.
     "auth.sign_up": Access(get=guests_only(OK), post=guests_only(BAD)),
     "auth.check_email": Access(get=everyone(OK)),
@@ -225,6 +228,7 @@ ACCESS: dict[str, Access] = {
     "governance.ask_for_information": Access(
         get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)
     ),
+    "governance.check_decision": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
     "governance.approve": Access(get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)),
     "governance.approve_with_conditions": Access(
         get=everyone(NOT_ALLOWED), post=signed_in(FORBIDDEN)
@@ -259,7 +263,8 @@ ACCESS: dict[str, Access] = {
     "outbox_staff.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     # Research topics. Reading is public; contributing is for people with MS, healthcare
     # professionals and MS organisations; moderation is for staff. Actions answer with a
-    # redirect back to the topic (their outcome is flashed there).
+    # redirect back to the topic (their outcome is flashed there); a form on the topic page
+    # sent empty is that page again with its errors (400).
     "topics.list_topics": Access(get=everyone(OK)),
     "topics.detail": Access(get=everyone(OK)),
     "topics.similar": Access(get=everyone(OK)),
@@ -276,13 +281,13 @@ ACCESS: dict[str, Access] = {
     "topics.withdraw_support": Access(
         get=everyone(NOT_ALLOWED), post=only(*CONTRIBUTORS, allowed=TO_TOPIC)
     ),
-    "topics.comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
+    "topics.comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
     "topics.edit_comment": Access(get=signed_in(NOT_FOUND), post=signed_in(NOT_FOUND)),
-    "topics.report_topic": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
-    "topics.report_comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(TO_TOPIC)),
+    "topics.report_topic": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
+    "topics.report_comment": Access(get=everyone(NOT_ALLOWED), post=signed_in(BAD)),
     "topics.moderation": Access(get=only("staff")),
-    "topics.moderate": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_TOPIC)),
-    "topics.merge": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_TOPIC)),
+    "topics.moderate": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
+    "topics.merge": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)),
     "topics.resolve": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
     "topics.settings": Access(get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_MODERATION)),
     # Consent. A participant's pages show and change only their own consent: the world's receipt
@@ -292,10 +297,15 @@ ACCESS: dict[str, Access] = {
     "consent.change_choice": Access(
         get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)
     ),
+    # Withdrawing everything optional and leaving show what will happen before the button that
+    # does it; the first step of leaving (choosing an option) changes nothing either.
     "consent.withdraw_optional": Access(
+        get=only("participant"), post=only("participant", allowed=BAD)
+    ),
+    "consent.leave": Access(get=only("participant"), post=only("participant", allowed=BAD)),
+    "consent.confirm_leave": Access(
         get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)
     ),
-    "consent.leave": Access(get=everyone(NOT_ALLOWED), post=only("participant", allowed=BAD)),
     "consent.review": Access(get=only("participant"), post=only("participant", allowed=BAD)),
     "consent.form_version": Access(get=everyone(OK)),
     "consent.history": Access(get=only("participant")),
@@ -387,8 +397,9 @@ ACCESS: dict[str, Access] = {
         get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
     ),
     # Settling unknown emails: an empty POST names no action.
+    # An empty form is explained back on the campaign page, where the choice is.
     "newsletters_staff.settle_unknown": Access(
-        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
     ),
 }
 

@@ -30,15 +30,18 @@ from engage.names import PersonName, tidy_name_filter
 from engage.security import MAX_PASSWORD_LENGTH, password_problem
 
 
-class CountryLanguageMixin:
-    """Shared country and language fields (choices are filled in at construction)."""
-
-    country = SelectField(
+def _country_field() -> SelectField:
+    """The country a person lives in (choices are filled in at construction)."""
+    return SelectField(
         "Country where you live",
         validators=[InputRequired(message="Choose your country.")],
         validate_choice=True,
     )
-    language = SelectField(
+
+
+def _language_field() -> SelectField:
+    """The language a person prefers for research materials."""
+    return SelectField(
         "Preferred language",
         choices=choices(LANGUAGE_CHOICES),
         default="en",
@@ -46,13 +49,60 @@ class CountryLanguageMixin:
     )
 
 
-class SignUpForm(CountryLanguageMixin, Form):
-    """Sign up in one of the four self-service roles."""
+class CountryLanguageMixin:
+    """Shared country and language fields (choices are filled in at construction)."""
+
+    country = _country_field()
+    language = _language_field()
+
+
+class SignUpForm(Form):
+    """Sign up in one of the four self-service roles.
+
+    The fields are defined in the order the page shows them (the role, the questions for some
+    roles, then everyone's details): the error summary lists problems in this order.
+    """
 
     role = RadioField(
         "Which describes you best?",
         choices=choices(SIGN_UP_ROLE_CHOICES),
         validators=[InputRequired(message="Choose the description that fits you.")],
+        description=(
+            "A data custodian is the person who looks after a registry and decides who may use "
+            "its data. A registry is a collection of health data about people with MS, kept by "
+            "a hospital network or a country."
+        ),
+    )
+    # For healthcare professionals.
+    profession = StringField(
+        "Profession",
+        filters=[strip],
+        validators=[Length(max=120, message="Use at most 120 characters.")],
+        description="For example neurologist, MS nurse or physiotherapist.",
+    )
+    institution = StringField(
+        "Institution",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+        description="The hospital or practice where you work.",
+    )
+    # For people at an MS organisation.
+    organisation_name = StringField(
+        "Name of your MS organisation",
+        filters=[strip],
+        validators=[Length(max=200, message="Use at most 200 characters.")],
+        description="The MS organisation where you work or volunteer.",
+    )
+    # For data custodians.
+    registry = SelectField(
+        "Registry you look after",
+        coerce=int,
+        validate_choice=False,
+        description=(
+            "The coordination centre (the team that runs Engage) first checks that you look "
+            "after this registry. Until they have, you cannot decide on research projects "
+            "proposed to it. We email you when they have decided."
+        ),
     )
     display_name = StringField(
         "Display name",
@@ -85,30 +135,8 @@ class SignUpForm(CountryLanguageMixin, Form):
             EqualTo("password", message="The two passwords are not the same."),
         ],
     )
-    profession = StringField(
-        "Profession",
-        filters=[strip],
-        validators=[Length(max=120, message="Use at most 120 characters.")],
-        description="For healthcare professionals, e.g. neurologist, MS nurse, physiotherapist.",
-    )
-    institution = StringField(
-        "Institution",
-        filters=[strip],
-        validators=[Length(max=200, message="Use at most 200 characters.")],
-        description="For healthcare professionals: the hospital or practice where you work.",
-    )
-    organisation_name = StringField(
-        "Name of your MS organisation",
-        filters=[strip],
-        validators=[Length(max=200, message="Use at most 200 characters.")],
-        description="For people who work or volunteer at an MS organisation.",
-    )
-    registry = SelectField(
-        "Registry you look after",
-        coerce=int,
-        validate_choice=False,
-        description="For data custodians: staff confirm your role before you get custodian rights.",
-    )
+    country = _country_field()
+    language = _language_field()
 
     def __init__(self, *args: object, registry_choices: list[tuple[int, str]], **kwargs: object):
         super().__init__(*args, **kwargs)
@@ -126,12 +154,12 @@ class SignUpForm(CountryLanguageMixin, Form):
     def validate_profession(self, field: StringField) -> None:
         """Healthcare professionals say what they do."""
         if self.role.data == Role.CLINICIAN.value and not field.data:
-            raise ValidationError("Healthcare professionals: enter your profession.")
+            raise ValidationError("Enter your profession.")
 
     def validate_institution(self, field: StringField) -> None:
         """Healthcare professionals say where they work."""
         if self.role.data == Role.CLINICIAN.value and not field.data:
-            raise ValidationError("Healthcare professionals: enter your institution.")
+            raise ValidationError("Enter the hospital or practice where you work.")
 
     def validate_organisation_name(self, field: StringField) -> None:
         """Organisation members name their organisation."""
@@ -144,7 +172,7 @@ class SignUpForm(CountryLanguageMixin, Form):
             return
         valid = {choice.value for choice in self.registry.choices if choice.value}
         if field.data not in valid:
-            raise ValidationError("Data custodians: choose the registry you look after.")
+            raise ValidationError("Choose the registry you look after.")
 
 
 class SignInForm(Form):

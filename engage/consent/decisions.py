@@ -371,7 +371,12 @@ def _record(
             continue
         decision = _normalise(ctx, scope.code, allow_by_code[scope.code])
         choice = ctx.choices.get(scope.code)
-        if choice and choice.decision == decision and choice.scope_revision == scope.revision:
+        unchanged = choice is not None and (
+            choice.decision == decision
+            # "Not allowed" after a withdrawal is already so: a replayed Withdraw records nothing.
+            or (decision == Decision.DENY and choice.decision == Decision.WITHDRAW)
+        )
+        if unchanged and choice.scope_revision == scope.revision:
             continue  # already so, on this wording
         planned.append((scope, decision))
 

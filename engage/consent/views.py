@@ -21,12 +21,12 @@ from flask import (
     request,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
 from engage.accounts.models import Role
 from engage.consent import page_queries, queries
 from engage.consent.decisions import (
-    ChangeOutcome,
     LeaveOption,
     LeaveOutcome,
     leave_programme,
@@ -43,7 +43,7 @@ from engage.consent.forms import (
     WithdrawOptionalForm,
     decisions_form,
 )
-from engage.consent.models import ConsentReceipt, ScopeKind
+from engage.consent.models import ConsentReceipt, Decision, ScopeKind
 from engage.consent.page_queries import Dashboard
 from engage.consent.receipts import ReceiptIssuer
 from engage.db import get_session
@@ -69,48 +69,76 @@ def refusal_status(exc: ConsentError) -> int:
 
 
 # The participant's dashboard ----------------------------------------------------------------------
-def _render_dashboard(status: int = 200, failed: Form | None = None, error: str | None = None):
-    """The dashboard, optionally with the form that failed and why (status 400 or 409)."""
-    board = page_queries.dashboard(get_session(), current_user.id)
+def _board() -> Dashboard:
+    """What the signed-in participant's consent pages show."""
+    return page_queries.dashboard(get_session(), current_user.id)
+
+
+def _render_dashboard(status: int = 200, failed: Form | None = None):
+    """The dashboard, optionally with the button's form that was refused and why (in its
+    errors; status 400, or 409 for an out-of-date page)."""
     return (
         render_template(
-            "consent/dashboard.html",
-            board=board,
-            failed=failed,
-            error=error,
-            leave_form=failed if isinstance(failed, LeaveForm) else LeaveForm(),
-            ScopeKind=ScopeKind,
+            "consent/dashboard.html", board=_board(), failed=failed, ScopeKind=ScopeKind
         ),
         status,
     )
 
 
-def _to_dashboard(message: str, category: str = "success"):
-    """Flash ``message`` and go back to the dashboard."""
-    return saved(message, url_for("consent.dashboard"), category)
+def _to_dashboard(message: str, category: str = "success", anchor: str | None = None):
+    """Flash ``message`` and go back to the dashboard, at the element ``anchor`` names (the
+    choice that changed: the page puts the person's focus back on it)."""
+    return saved(message, url_for("consent.dashboard", _anchor=anchor), category)
+
+
+def _change_state(form: Form) -> dict:
+    """The keyword arguments every participant change takes: the page's version and state,
+    the time and the receipt issuer."""
+    return {
+        "version_id": form.version_id.data,
+        "state": form.state.data,
+        "now": utcnow(),
+        "issuer": receipt_issuer(),
+    }
 
 
 @consent.route("")
 @roles_required(Role.PARTICIPANT)
 def dashboard():
-    """Each scope's current choice, since when and under which version; changes in one step."""
+    """Where the participant stands, each choice with one button to change it, and the ways to
+    withdraw everything optional or to leave."""
     return _render_dashboard()
 
 
-def _already_as_asked(form: Form, asked: Callable[[Dashboard], bool]) -> bool:
-    """After a refused stale page: is the person's consent now exactly what this request
-    asked for, on the version its page showed? Then an earlier identical request (the first
-    of a double click) saved it, and this one has nothing left to do."""
-    board = page_queries.dashboard(get_session(), current_user.id)
-    return board.version is not None and board.version.id == form.version_id.data and asked(board)
+def _saved_already(form: Form, asked: Callable[[Dashboard], bool]) -> Dashboard | None:
+    """After a refused stale page: the dashboard, when the person's consent is now exactly what
+    this request asked for, on the version its page showed. Then an earlier identical request
+    (the first of a double click) saved it, and this one has nothing left to do."""
+    board = _board()
+    if board.version is not None and board.version.id == form.version_id.data and asked(board):
+        return board
+    return None
 
 
-def _refused(form: Form, exc: ConsentError, asked: Callable[[Dashboard], bool], done: str):
-    """The answer to a change the service refused: a calm "saved" when the refusal only means
-    the same change was saved a moment ago (a double click), else the dashboard with why."""
-    if isinstance(exc, StaleState) and _already_as_asked(form, asked):
-        return _to_dashboard(done)
-    return _render_dashboard(refusal_status(exc), form, str(exc))
+def _refused(
+    form: Form,
+    exc: ConsentError,
+    *,
+    asked: Callable[[Dashboard], bool],
+    done: Callable[[Dashboard], ResponseReturnValue],
+    again: Callable[[int], ResponseReturnValue],
+) -> ResponseReturnValue:
+    """The answer to a change the service refused: ``done`` when the refusal only means the
+    same change was saved a moment ago (a double click), else the page ``again`` with why.
+
+    :param asked: whether a dashboard shows what the request asked for.
+    :param again: the page the request came from, given the status (400, or 409 when the
+        page was out of date); the form carries the reason as an error of the whole form.
+    """
+    if isinstance(exc, StaleState) and (board := _saved_already(form, asked)) is not None:
+        return done(board)
+    form.form_errors.append(str(exc))
+    return again(refusal_status(exc))
 
 
 def _decided(board: Dashboard, allow_by_code: dict[str, bool]) -> bool:
@@ -122,69 +150,104 @@ def _decided(board: Dashboard, allow_by_code: dict[str, bool]) -> bool:
     )
 
 
-def _change_and_return(
-    form: Form,
-    change: Callable[..., ChangeOutcome],
-    *,
-    asked: Callable[[Dashboard], bool],
-    done: str,
-    nothing: str,
-):
-    """Run one participant change from the dashboard: commit and go back with a message, or
-    roll back and show the dashboard with why (400, or 409 for an out-of-date page).
+# What the person reads after changing one choice, by the decision now recorded.
+CHOICE_SAVED = {
+    Decision.PERMIT: "Saved. You now allow: {title}.",
+    Decision.WITHDRAW: "Saved. You no longer allow: {title}.",
+    Decision.DENY: "Saved. You do not allow: {title}.",
+}
+RECEIPT_NOTE = " Your receipt for this change is in your consent history."
 
-    :param change: the service call, given the session and the page's state as keywords.
-    :param asked: whether a dashboard shows what the request asked for (see ``_refused``).
-    """
-    return commit_or_explain(
-        lambda session: change(
-            session,
-            version_id=form.version_id.data,
-            state=form.state.data,
-            now=utcnow(),
-            issuer=receipt_issuer(),
-        ),
-        errors=ConsentError,
-        explain=lambda exc: _refused(form, exc, asked, done),
-        done=lambda outcome: (
-            _to_dashboard(done) if outcome.changed else _to_dashboard(nothing, "info")
-        ),
-    )
+
+def _choice_saved(code: str, title: str, decision: Decision | None):
+    """Back to the dashboard, at the choice, saying what is now recorded for it."""
+    message = CHOICE_SAVED[decision].format(title=title) if decision else "Saved."
+    return _to_dashboard(message + RECEIPT_NOTE, anchor=f"scope-{code}")
+
+
+def _decision_now(board: Dashboard, code: str) -> Decision | None:
+    """The decision ``board`` shows for scope ``code``."""
+    row = next((row for row in board.rows if row.scope.code == code), None)
+    return row.choice.decision if row is not None and row.choice is not None else None
 
 
 @consent.route("/choice", methods=["POST"])
 @roles_required(Role.PARTICIPANT)
 def change_choice():
-    """Allow or stop allowing one scope (one button)."""
-    form = ChoiceForm(scopes=queries.current_scopes(get_session()))
+    """Allow or stop allowing one scope (one button); back at that choice on the dashboard."""
+    scopes = queries.current_scopes(get_session())
+    form = ChoiceForm(scopes=scopes)
     if not form.validate_on_submit():
         return _render_dashboard(400, form)
-    asked = {form.scope.data: form.decision.data == ALLOW}
-    return _change_and_return(
-        form,
-        lambda session, **state: record_decisions(session, signed_in_person(), asked, **state),
-        asked=lambda board: _decided(board, asked),
-        done="Saved. Your receipt for this change is in your consent history.",
-        nothing="Nothing changed: that was already your choice.",
+    code = form.scope.data
+    title = next(scope.title for scope in scopes if scope.code == code)
+    asked = {code: form.decision.data == ALLOW}
+    return commit_or_explain(
+        lambda session: record_decisions(session, signed_in_person(), asked, **_change_state(form)),
+        errors=ConsentError,
+        explain=lambda exc: _refused(
+            form,
+            exc,
+            asked=lambda board: _decided(board, asked),
+            done=lambda board: _choice_saved(code, title, _decision_now(board, code)),
+            again=lambda status: _render_dashboard(status, form),
+        ),
+        done=lambda outcome: (
+            _choice_saved(code, title, outcome.change.scopes[0].after)
+            if outcome.changed
+            else _to_dashboard(
+                f"Nothing changed: that was already your choice for {title}.",
+                "info",
+                anchor=f"scope-{code}",
+            )
+        ),
     )
 
 
-@consent.route("/withdraw-optional", methods=["POST"])
+# Withdrawing everything optional: a page that lists what will be withdrawn, then one button ----
+WITHDRAWN_OPTIONAL = "Done: you no longer allow anything optional."
+
+
+def _render_withdraw_optional(status: int = 200, failed: Form | None = None):
+    """The page that lists every optional choice the person allows, with the button that
+    withdraws them all (and, after a refusal, why)."""
+    board = _board()
+    if board.version is None:
+        abort(404)
+    return (
+        render_template("consent/withdraw_optional.html", board=board, failed=failed),
+        status,
+    )
+
+
+@consent.route("/withdraw-optional", methods=["GET", "POST"])
 @roles_required(Role.PARTICIPANT)
 def withdraw_optional():
-    """Withdraw every optional scope in one step."""
+    """Withdraw every optional scope in one step, from the page that lists them (GET)."""
+    if request.method == "GET":
+        return _render_withdraw_optional()
     form = WithdrawOptionalForm()
     if not form.validate_on_submit():
-        return _render_dashboard(400, form)
-    return _change_and_return(
-        form,
-        lambda session, **state: withdraw_all_optional(session, signed_in_person(), **state),
-        asked=lambda board: not board.optional_permitted,
-        done="Done: you no longer allow anything optional.",
-        nothing="You did not allow anything optional, so nothing changed.",
+        return _render_withdraw_optional(400, form)
+    return commit_or_explain(
+        lambda session: withdraw_all_optional(session, signed_in_person(), **_change_state(form)),
+        errors=ConsentError,
+        explain=lambda exc: _refused(
+            form,
+            exc,
+            asked=lambda board: not board.optional_permitted,
+            done=lambda _board: _to_dashboard(WITHDRAWN_OPTIONAL),
+            again=lambda status: _render_withdraw_optional(status, form),
+        ),
+        done=lambda outcome: (
+            _to_dashboard(WITHDRAWN_OPTIONAL)
+            if outcome.changed
+            else _to_dashboard("You did not allow anything optional, so nothing changed.", "info")
+        ),
     )
 
 
+# Leaving: choose an option, read what it will do, then confirm ---------------------------------
 LEFT_MESSAGES = {
     LeaveOption.STOP_CONTACT: "Done: we will not contact you any more.",
     LeaveOption.STOP_USE: "Done: you have left the programme. Your data will not be used in any "
@@ -194,30 +257,71 @@ LEFT_MESSAGES = {
 }
 
 
-@consent.route("/leave", methods=["POST"])
+def _render_leave(form: LeaveForm, status: int = 200):
+    """Leaving, step 1: the options (and, when shown again, why the last try was refused)."""
+    board = _board()
+    if board.version is None:
+        abort(404)
+    return render_template("consent/leave.html", board=board, form=form), status
+
+
+@consent.route("/leave", methods=["GET", "POST"])
 @roles_required(Role.PARTICIPANT)
 def leave():
-    """Withdraw a required scope: stop contact, stop future use, or ask for erasure."""
+    """Leaving, step 1: choose to stop contact, to leave, or to leave and ask for erasure.
+
+    Nothing changes here: a valid choice shows what it will do, with the button that does it
+    (:func:`confirm_leave`). The page's version and state travel on to that button, so a
+    change made meanwhile (another tab) still refuses it.
+    """
+    form = LeaveForm()
+    if request.method == "GET":
+        return _render_leave(form)
+    if not form.validate_on_submit():
+        return _render_leave(form, 400)
+    board = _board()
+    if board.version is None:
+        abort(404)
+    option = LeaveOption(form.option.data)
+    return render_template(
+        "consent/leave_confirm.html",
+        board=board,
+        form=form,
+        option=option,
+        LeaveOption=LeaveOption,
+        withdrawn=[
+            row
+            for row in board.rows
+            if row.was_permitted_before
+            and (option != LeaveOption.STOP_CONTACT or row.scope.kind == ScopeKind.CONTACT)
+        ],
+        erasure_open=any(erasure.status.is_open for erasure in board.erasure_requests),
+    )
+
+
+@consent.route("/leave/confirm", methods=["POST"])
+@roles_required(Role.PARTICIPANT)
+def confirm_leave():
+    """Leaving, step 2: withdraw a required scope as confirmed: stop contact, stop future use,
+    or stop it and ask for erasure."""
     form = LeaveForm()
     if not form.validate_on_submit():
-        return _render_dashboard(400, form)
+        return _render_leave(form, 400)
     option = LeaveOption(form.option.data)
     return commit_or_explain(
-        lambda session: leave_programme(
-            session,
-            signed_in_person(),
-            option,
-            version_id=form.version_id.data,
-            state=form.state.data,
-            now=utcnow(),
-            issuer=receipt_issuer(),
-        ),
+        lambda session: leave_programme(session, signed_in_person(), option, **_change_state(form)),
         errors=ConsentError,
         explain=lambda exc: _refused(
-            form, exc, lambda board: _has_left(board, option), LEFT_MESSAGES[option]
+            form,
+            exc,
+            asked=lambda board: _has_left(board, option),
+            done=lambda _board: _to_dashboard(LEFT_MESSAGES[option]),
+            again=lambda status: _render_leave(form, status),
         ),
-        done=lambda outcome: _to_dashboard(
-            LEFT_MESSAGES[option] if _leaving_changed(outcome) else "Nothing needed to change."
+        done=lambda outcome: (
+            _to_dashboard(LEFT_MESSAGES[option])
+            if _leaving_changed(outcome)
+            else _to_dashboard("Nothing changed: there was nothing left to stop.", "info")
         ),
     )
 
@@ -281,7 +385,7 @@ def review():
 
 def _review_refused(board: Dashboard, form: Form, exc: ConsentError):
     """The review page with why the answers were refused, or "saved" for a double click."""
-    if isinstance(exc, StaleState) and _already_as_asked(
+    if isinstance(exc, StaleState) and _saved_already(
         form, lambda latest: _decided(latest, form.allow_by_code())
     ):
         # The same answers were saved a moment ago (a double click).

@@ -139,24 +139,35 @@ class ReportForm(Form):
     )
 
 
+# The moderation and merge forms share the staff topic page and both have a "reason": each
+# field has an id of its own (the posted names stay the same), so every label names one box.
 class ModerateForm(Form):
     """Staff move a topic to its next status."""
 
-    status = SelectField("New status", validators=[InputRequired(message="Choose a status.")])
+    # Starts on an empty choice, so that no status is chosen (and no topic published) by accident.
+    status = SelectField(
+        "New status",
+        id="moderate-status",
+        validators=[InputRequired(message="Choose the new status.")],
+    )
     reason = TextAreaField(
         "Reason (required when returning or rejecting; the author reads it)",
+        id="moderate-reason",
         filters=[strip],
         validators=[Length(max=2000, message="Use at most 2,000 characters.")],
     )
     proposal_reference = StringField(
         "Governance proposal reference (when adopting)",
+        id="moderate-proposal-reference",
         filters=[strip],
         validators=[Length(max=80, message="Use at most 80 characters.")],
     )
 
     def __init__(self, *args: object, allowed: list[TopicStatus], **kwargs: object):
         super().__init__(*args, **kwargs)
-        self.status.choices = choices((s.value, s.label) for s in allowed)
+        self.status.choices = choices(
+            [("", "Choose a new status"), *((s.value, s.label) for s in allowed)]
+        )
 
 
 class MergeForm(Form):
@@ -164,6 +175,7 @@ class MergeForm(Form):
 
     target_id = IntegerField(
         "Number of the topic to merge into",
+        id="merge-target",
         validators=[
             InputRequired(message="Enter the number of the topic to merge into."),
             NumberRange(min=1, max=2**31 - 1, message="Enter a topic number."),
@@ -171,6 +183,7 @@ class MergeForm(Form):
     )
     reason = TextAreaField(
         "Reason (the author and supporters read it)",
+        id="merge-reason",
         filters=[strip],
         validators=[
             DataRequired(message="Give a reason."),

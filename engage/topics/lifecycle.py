@@ -309,7 +309,7 @@ def withdraw_topic(session: Session, author: User, topic: Topic, now: datetime) 
     if has_supports:
         raise TopicHasSupports(
             "People already support this topic, so it can no longer be withdrawn. Ask the "
-            "coordination centre if it should be changed."
+            "coordination centre (the team that runs Engage) if it should be changed."
         )
     _record_change(session, topic, TopicStatus.WITHDRAWN, author, now)
 

@@ -14,7 +14,7 @@ from engage.timeutil import utcnow
 from engage.topics import queries, services
 from engage.topics.forms import MergeForm, ModerateForm, ResolveReportsForm, SupportBudgetForm
 from engage.topics.models import Topic, TopicComment, TopicStatus
-from engage.topics.views import topics
+from engage.topics.views import detail_page, topics
 from engage.views import commit_or_explain, refused, saved
 
 
@@ -55,10 +55,22 @@ def moderate(topic_id: int):
     # The current status is accepted too: a second click, after the first was saved, then
     # hears from the service that the topic is already there instead of "not a valid choice".
     form = ModerateForm(allowed=[*services.allowed_staff_transitions(topic), topic.status])
+
+    def shown_again():
+        # With the menu the page offers (without the current status).
+        form.status.choices = ModerateForm(
+            allowed=services.allowed_staff_transitions(topic)
+        ).status.choices
+        return detail_page(topic, moderate_form=form)
+
+    def not_saved(exc: services.TopicError):
+        if isinstance(exc, services.ReasonRequired):  # an error at the reason box
+            form.reason.errors = [*form.reason.errors, str(exc)]
+            return shown_again()
+        return refused(f"Not saved: {exc}", page + "#moderation")
+
     if not form.validate_on_submit():
-        errors = [e for errs in form.errors.values() for e in errs]
-        flash("Not saved: " + " ".join(errors or ["choose a status."]), "error")
-        return redirect(page), 303
+        return shown_again()
     return commit_or_explain(
         lambda session: services.change_status(
             session,
@@ -70,8 +82,11 @@ def moderate(topic_id: int):
             proposal_reference=form.proposal_reference.data,
         ),
         errors=services.TopicError,
-        explain=lambda exc: refused(f"Not saved: {exc}", page),
-        done=lambda _outcome: saved(f"The topic is now “{topic.status.label.lower()}”.", page),
+        explain=not_saved,
+        # The status history shows the change (staff always see it).
+        done=lambda _outcome: saved(
+            f"The topic is now “{topic.status.label.lower()}”.", page + "#history"
+        ),
     )
 
 
@@ -83,9 +98,7 @@ def merge(topic_id: int):
     page = url_for("topics.detail", topic_id=topic_id)
     form = MergeForm()
     if not form.validate_on_submit():
-        errors = [e for errs in form.errors.values() for e in errs]
-        flash("Not merged: " + " ".join(errors), "error")
-        return redirect(page), 303
+        return detail_page(source, merge_form=form)
     target = get_session().get(Topic, form.target_id.data)
 
     def merge_into_target(session) -> int:
@@ -96,10 +109,11 @@ def merge(topic_id: int):
     return commit_or_explain(
         merge_into_target,
         errors=services.TopicError,
-        explain=lambda exc: refused(f"Not merged: {exc}", page),
+        explain=lambda exc: refused(f"Not merged: {exc}", page + "#merge"),
+        # The supports moved to the target topic: its support section shows them.
         done=lambda moved: saved(
             f"Merged into topic {target.id}; {moved} support(s) moved.",
-            url_for("topics.detail", topic_id=target.id),
+            url_for("topics.detail", topic_id=target.id, _anchor="support"),
         ),
     )
 
@@ -113,7 +127,7 @@ def resolve(topic_id: int):
     form = ResolveReportsForm()
     if not form.validate_on_submit():
         flash("Not saved: choose a decision.", "error")
-        return redirect(url_for("topics.moderation")), 303
+        return redirect(url_for("topics.moderation", _anchor="reports")), 303
     comment_row = None
     if form.comment_id.data:
         comment_row = (
@@ -134,7 +148,7 @@ def resolve(topic_id: int):
         flash("Saved: the reports are resolved.", "success")
     else:
         flash("Nothing to do: these reports were already decided.", "info")
-    return redirect(url_for("topics.moderation")), 303
+    return redirect(url_for("topics.moderation", _anchor="reports")), 303
 
 
 @topics.route("/settings", methods=["POST"])
@@ -146,7 +160,7 @@ def settings():
     if not form.validate_on_submit():
         for error in form.budget.errors:
             flash(f"Not saved: {error}", "error")
-        return redirect(url_for("topics.moderation")), 303
+        return redirect(url_for("topics.moderation", _anchor="budget")), 303
     services.set_support_budget(session, _actor(), form.budget.data, utcnow())
     session.commit()
     flash(
@@ -155,4 +169,4 @@ def settings():
         else "Saved: there is no limit on supports.",
         "success",
     )
-    return redirect(url_for("topics.moderation")), 303
+    return redirect(url_for("topics.moderation", _anchor="budget")), 303

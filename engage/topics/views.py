@@ -4,6 +4,7 @@ routes to the same ``topics`` blueprint from ``engage.topics.staff_views``."""
 from __future__ import annotations
 
 import secrets
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -93,6 +94,7 @@ def list_topics():
         if form.sort.data in set(queries.TopicSort)
         else queries.TopicSort.SUPPORTED
     )
+    text = (form.q.data or "") if not form.q.errors else ""
     per_page = request.args.get("per_page", 20, type=int)
     per_page = per_page if per_page in PAGE_SIZES else 20
     result = queries.list_topics(
@@ -100,7 +102,7 @@ def list_topics():
         viewer=_viewer(),
         category=TopicCategory(category) if category else None,
         status=TopicStatus(status) if status else None,
-        text=(form.q.data or "") if not form.q.errors else "",
+        text=text,
         sort=sort,
         seed=_shuffle_seed() if sort == queries.TopicSort.RANDOM else 0,
         page=_int_arg("page", 1, 1, 100_000),
@@ -114,14 +116,34 @@ def list_topics():
         result=result,
         args=args,
         can_propose=viewer is not None and services.can_contribute(viewer),
+        filters_on=sum(1 for value in (text, category, status) if value),
+        sorted_by={c.value: c.label for c in form.sort.choices}[sort.value].lower()
+        if sort != queries.TopicSort.SUPPORTED
+        else None,
     )
 
 
 @topics.route("/<int:topic_id>")
 def detail(topic_id: int):
     """A topic, its tally, discussion and the actions open to the viewer."""
+    return detail_page(_visible_topic(topic_id))
+
+
+def detail_page(
+    topic: Topic,
+    *,
+    comment_form: CommentForm | None = None,
+    report_form: ReportForm | None = None,
+    reported_comment_id: int | None = None,
+    moderate_form: ModerateForm | None = None,
+    merge_form: MergeForm | None = None,
+):
+    """The topic page; a form passed in was posted with errors, and the page shows it again
+    with an error summary (a 400).
+
+    :param reported_comment_id: the comment ``report_form`` reports (None: the topic itself).
+    """
     session = get_session()
-    topic = _visible_topic(topic_id)
     viewer = _viewer()
     tally = queries.tallies(session, [topic.id])[topic.id]
     supported = topic.id in queries.supported_ids(session, viewer, [topic.id])
@@ -137,7 +159,15 @@ def detail(topic_id: int):
     is_staff = bool(viewer and viewer.is_staff)
     now = utcnow()
     window = current_app.config["TOPICS_COMMENT_EDIT_MINUTES"]
-    return render_template(
+    failed = next(
+        (f for f in (comment_form, report_form, moderate_form, merge_form) if f is not None),
+        None,
+    )
+    if is_staff and moderate_form is None:
+        moderate_form = ModerateForm(allowed=services.allowed_staff_transitions(topic))
+    if is_staff and merge_form is None:
+        merge_form = MergeForm()
+    page = render_template(
         "topics/detail.html",
         topic=topic,
         tally=tally,
@@ -152,16 +182,17 @@ def detail(topic_id: int):
             for c, _ in comments
             if viewer and services.can_edit_comment(c, viewer, now, window)
         },
-        comment_form=CommentForm(),
-        report_form=ReportForm(),
-        moderate_form=ModerateForm(allowed=services.allowed_staff_transitions(topic))
-        if is_staff
-        else None,
-        merge_form=MergeForm() if is_staff else None,
+        failed_form=failed,
+        comment_form=comment_form or CommentForm(),
+        report_form=report_form,
+        reported_comment_id=reported_comment_id,
+        moderate_form=moderate_form if is_staff else None,
+        merge_form=merge_form if is_staff else None,
         history=queries.history(session, [topic.id])[topic.id]
         if is_staff or (viewer and viewer.id == topic.author_id)
         else [],
     )
+    return page, 400 if failed is not None else 200
 
 
 @topics.route("/similar")
@@ -308,13 +339,18 @@ def withdraw(topic_id: int):
         lambda session: services.withdraw_topic(session, user, topic, utcnow()),
         errors=services.TopicError,
         explain=lambda exc: refused(str(exc), url_for("topics.detail", topic_id=topic_id)),
-        done=lambda _outcome: saved("Your topic is withdrawn.", url_for("topics.mine"), status=302),
+        done=lambda _outcome: saved(
+            "Your topic is withdrawn.",
+            url_for("topics.mine", _anchor=f"topic-{topic_id}"),
+            status=302,
+        ),
     )
 
 
 # Supporting ---------------------------------------------------------------------------------
 def _back_to(topic_id: int) -> str:
-    """Where to return after a support action: the page it came from, if on this site."""
+    """Where to return after a support action: the page it came from, if on this site, at
+    the part of it that changed."""
     target = request.form.get("next", "")
     # Control characters (a CR or LF is a 500 in a Location header) never come from a link.
     if (
@@ -323,8 +359,13 @@ def _back_to(topic_id: int) -> str:
         and "\\" not in target
         and target.isprintable()
     ):
-        return target
-    return url_for("topics.detail", topic_id=topic_id)
+        target = target.partition("#")[0]
+    else:
+        target = url_for("topics.detail", topic_id=topic_id)
+    # Focus goes back to what changed: the topic page's support section, or the topic's entry
+    # in the list the button was on.
+    on_topic_page = urlsplit(target).path == url_for("topics.detail", topic_id=topic_id)
+    return target + ("#support" if on_topic_page else f"#topic-{topic_id}")
 
 
 @topics.route("/<int:topic_id>/support", methods=["POST"])
@@ -366,14 +407,14 @@ def comment(topic_id: int):
     page = url_for("topics.detail", topic_id=topic.id)
     form = CommentForm()
     if not form.validate():
-        for error in form.body.errors:
-            flash(f"Your comment was not posted: {error}", "error")
-        return redirect(page + "#comment-form"), 303
+        return detail_page(topic, comment_form=form)
     return commit_or_explain(
         lambda session: services.add_comment(session, _me(), topic, form.body.data, utcnow()),
         errors=services.TopicError,
-        explain=lambda exc: refused(str(exc), page),
-        done=lambda _comment: saved("Your comment is posted.", page + "#comments"),
+        explain=lambda exc: refused(str(exc), page + "#comments"),
+        done=lambda new_comment: saved(
+            "Your comment is posted.", page + f"#comment-{new_comment.id}"
+        ),
     )
 
 
@@ -405,7 +446,9 @@ def edit_comment(comment_id: int):
         ),
         errors=services.TopicError,
         explain=not_saved,
-        done=lambda _outcome: saved("Your comment is saved.", page + "#comments", status=302),
+        done=lambda _outcome: saved(
+            "Your comment is saved.", page + f"#comment-{comment_row.id}", status=302
+        ),
     )
 
 
@@ -418,19 +461,27 @@ def _comment_page(form: CommentForm, comment_row: TopicComment):
 
 def _report(topic: Topic, comment_row: TopicComment | None):
     form = ReportForm()
-    anchor = f"#comment-{comment_row.id}" if comment_row else ""
-    page = url_for("topics.detail", topic_id=topic.id) + anchor
+    # The page has a report box per comment: the error summary links to the one that was sent.
+    form.reason.id = form.reason.label.field_id = (
+        f"report-comment-{comment_row.id}" if comment_row else "report-topic-reason"
+    )
+    page = url_for("topics.detail", topic_id=topic.id)
+    anchor = f"#comment-{comment_row.id}" if comment_row else "#report-topic"
     if not form.validate():
-        for error in form.reason.errors:
-            flash(f"Your report was not sent: {error}", "error")
-        return redirect(page), 303
+        return detail_page(
+            topic,
+            report_form=form,
+            reported_comment_id=comment_row.id if comment_row else None,
+        )
 
     def reported(hidden: bool):
         message = "Thank you: staff will look at your report." + (
             " It is hidden until they have." if hidden else ""
         )
-        # A hidden topic is no longer there to go back to.
-        return saved(message, url_for("topics.list_topics") if hidden and not comment_row else page)
+        if hidden and not comment_row:  # a hidden topic is no longer there to go back to
+            return saved(message, url_for("topics.list_topics"))
+        # A hidden comment is no longer shown to the reporter: back to the discussion.
+        return saved(message, page + ("#comments" if hidden else anchor))
 
     return commit_or_explain(
         lambda session: services.report_content(
@@ -443,7 +494,7 @@ def _report(topic: Topic, comment_row: TopicComment | None):
             current_app.config["TOPICS_REPORT_HIDE_THRESHOLD"],
         ),
         errors=services.TopicError,
-        explain=lambda exc: refused(str(exc), page, "info"),
+        explain=lambda exc: refused(str(exc), page + anchor, "info"),
         done=reported,
     )
 

@@ -87,8 +87,8 @@ def test_clinician_needs_profession_and_institution(client, session):
     )
     page = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "Healthcare professionals: enter your profession." in page
-    assert "Healthcare professionals: enter your institution." in page
+    assert "Enter your profession." in page
+    assert "Enter the hospital or practice where you work." in page
     # What the person typed is kept, except the password.
     assert 'value="c@example.org"' in page
     assert SIGN_UP_BASE["password"] not in page
@@ -129,7 +129,7 @@ def test_custodian_must_choose_an_existing_registry(client, session, make_regist
         {**SIGN_UP_BASE, "role": "custodian", "email": "cus@example.org", "registry": 99999},
     )
     assert response.status_code == 400
-    assert "Data custodians: choose the registry you look after." in response.get_data(as_text=True)
+    assert "Choose the registry you look after." in response.get_data(as_text=True)
     assert _user(session, "cus@example.org") is None
 
 

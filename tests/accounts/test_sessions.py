@@ -215,7 +215,7 @@ def test_the_devices_page_lists_live_sessions_with_this_device_first(app, sessio
     response = laptop.get("/account/sessions")
     page = response.get_data(as_text=True)
     assert response.status_code == 200
-    assert "<caption>" in page and "This device" in page
+    assert '<caption id="devices-caption">' in page and "This device" in page
     assert page.index("Firefox on Linux") < page.index("Safari on iPhone")
     assert "Chrome on Windows" not in page  # signed out: no longer listed
     assert "127.0.0.1" in page
@@ -258,7 +258,7 @@ def test_another_persons_session_is_not_found_and_keeps_going(app, client, sessi
     for session_id in (str(their_row.id), "2147483647"):
         response = post_form(client, "/account/sessions/sign-out", {"session_id": session_id})
         assert response.status_code == 404
-        assert 'role="alert"' in response.get_data(as_text=True)
+        assert '<div class="notice notice-error" data-announce>' in response.get_data(as_text=True)
     assert other_device.get("/account").status_code == 200
     assert _rows(session, other.id)[0].ended_at is None
     assert "device_signed_out" not in _actions(session, me.id)
@@ -270,7 +270,7 @@ def test_a_sign_out_button_that_names_no_device_changes_nothing(client, session,
     sign_in(client, user)
     response = post_form(client, "/account/sessions/sign-out", data)
     assert response.status_code == 400
-    assert 'role="alert"' in response.get_data(as_text=True)
+    assert '<div class="notice notice-error" data-announce>' in response.get_data(as_text=True)
     assert len(_live(session, user.id)) == 1
 
 

@@ -1,6 +1,6 @@
 """Consent end to end in headless Chromium: a person with MS gives consent, changes a choice
-with one click, withdraws everything optional in one step and reads the receipt; staff start a
-new version. Pages are checked for labels, ARIA states and CSP violations on the way.
+with one click, withdraws everything optional after checking the list, and reads the receipt;
+staff start a new version. Pages are checked for labels, ARIA states and CSP violations on the way.
 
 Fixtures (``page``, ``page_problems``, ``live_server``) are in ``tests/fixtures_browser.py``;
 these tests run on SQLite only.
@@ -73,7 +73,9 @@ def test_a_person_gives_consent_changes_a_choice_and_withdraws_optional_ones(
     # One click allows a scope; one click withdraws it again.
     page.get_by_role("button", name="Allow: Include my imaging data").click()
     expect(page.get_by_role("button", name="Withdraw: Include my imaging data")).to_be_visible()
-    page.get_by_role("button", name="Withdraw everything optional").click()
+    page.get_by_role("link", name="Withdraw everything optional").click()
+    expect(page.get_by_role("heading", level=2)).to_have_text("These 2 choices will be withdrawn")
+    page.get_by_role("button", name="Withdraw these 2 choices").click()
     expect(page.get_by_role("status").filter(has_text="no longer allow anything")).to_be_visible()
     expect(page.get_by_role("button", name="Allow: Include my imaging data")).to_be_visible()
     expect(page.get_by_role("button", name="Allow: Include my genomic data")).to_be_visible()

@@ -77,6 +77,21 @@ def choose(client, scope, decision):
     )
 
 
+def leave(client, option):
+    """Leave in two steps: choose ``option`` on the leaving page, then press the button of the
+    confirmation page that answers."""
+    data = {**page_state(client, "/consent/leave"), "option": option}
+    confirmation = post_form(client, "/consent/leave", data)
+    assert confirmation.status_code == 200, confirmation.get_data(as_text=True)
+    page = confirmation.get_data(as_text=True)
+    confirmed = {
+        "version_id": VERSION_FIELD.search(page).group(1),
+        "state": STATE_FIELD.search(page).group(1),
+        "option": re.search(r'name="option" value="([^"]+)"', page).group(1),
+    }
+    return post_form(client, "/consent/leave/confirm", confirmed)
+
+
 def current(session, person):
     """Scope code → current decision of ``person``."""
     session.expire_all()
@@ -110,7 +125,7 @@ def test_a_new_participant_is_asked_to_read_the_form_and_choose(client, session,
     page = client.get("/consent").get_data(as_text=True)
     assert "Thank you: your choices are saved." in page
     assert "You take part in the programme." in page
-    assert "on version 1 of the form" in page
+    assert "version 1 of the consent form" in page and "You last changed a choice on" in page
 
 
 def test_the_review_form_needs_an_answer_for_every_scope(client, session, me):
@@ -122,13 +137,20 @@ def test_the_review_form_needs_an_answer_for_every_scope(client, session, me):
     assert ledger_size(session) == 0
 
 
-def test_the_dashboard_shows_choice_since_when_and_version(app, client, session, me, staff):
+def test_the_dashboard_shows_each_choice_in_words_and_when_they_last_changed(
+    app, client, session, me, staff
+):
     join(app, session, me, GENOMIC_DATA=True)
     publish(session, staff, reworded("IMAGING_DATA"))
     page = client.get("/consent").get_data(as_text=True)
     genomic = page[page.index('id="scope-GENOMIC_DATA"') : page.index('id="scope-IMAGING_DATA"')]
-    assert "Allowed" in genomic and "on version 1 of the form" in genomic
-    assert re.search(r'<time datetime="[^"]+">\d\d \w+ \d{4}</time>', genomic)
+    assert "Your choice:" in genomic and "Allowed" in genomic
+    # When and on which version: one line for the page, each change in the history.
+    assert "on version" not in genomic and "since" not in genomic
+    assert re.search(
+        r'You last changed a choice on <time datetime="[^"]+">\d\d \w+ \d{4}</time>', page
+    )
+    assert "consent form version 1" in client.get("/consent/history").get_data(as_text=True)
     imaging = page[
         page.index('id="scope-IMAGING_DATA"') : page.index('id="scope-SURVEY_RECONTACT"')
     ]
@@ -146,15 +168,19 @@ def test_allowing_and_withdrawing_a_scope_each_take_one_post(app, client, sessio
     assert response.status_code == 303
     assert current(session, me)["GENOMIC_DATA"] == Decision.WITHDRAW
     assert ledger_size(session) == before + 2
-    page = client.get("/consent").get_data(as_text=True)
-    assert "Saved. Your receipt for this change is in your consent history." in page
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert (
+        "Saved. You no longer allow: Include my genomic data. "
+        "Your receipt for this change is in your consent history." in page
+    )
 
 
 def test_withdrawing_everything_optional_is_one_post(app, client, session, me):
     join(app, session, me, GENOMIC_DATA=True, IMAGING_DATA=True, TRIAL_CONTACT=True)
     page = client.get("/consent").get_data(as_text=True)
     assert "Withdraw everything optional" in page
-    response = post_form(client, "/consent/withdraw-optional", page_state(client))
+    state = page_state(client, "/consent/withdraw-optional")
+    response = post_form(client, "/consent/withdraw-optional", state)
     assert response.status_code == 303
     choices = current(session, me)
     assert [choices[c] for c in ("GENOMIC_DATA", "IMAGING_DATA", "TRIAL_CONTACT")] == [
@@ -170,14 +196,16 @@ def test_required_scopes_explain_leaving_and_offer_three_choices(app, client, se
     join(app, session, me, SURVEY_RECONTACT=True, GENOMIC_DATA=True)
     page = client.get("/consent").get_data(as_text=True)
     share = page[page.index('id="scope-SHARE_RECORDS"') : page.index('id="scope-MS_RESEARCH"')]
-    assert "required to take part" in share and "you leave the programme" in share
+    assert "Required to take part" in share and "you leave the programme" in share
     assert 'value="deny"' not in share  # no plain "withdraw" button on a required scope
+    assert 'href="/consent/leave"' in share
+    page = client.get("/consent/leave").get_data(as_text=True)
     for option in ("stop_contact", "stop_use", "erase"):
         assert f'value="{option}"' in page
     assert "Stop contacting me" in page and "Stop future use of my data" in page
     assert "Ask for my data to be erased" in page
 
-    response = post_form(client, "/consent/leave", {**page_state(client), "option": "stop_contact"})
+    response = leave(client, "stop_contact")
     assert response.status_code == 303
     choices = current(session, me)
     assert choices["SURVEY_RECONTACT"] == Decision.WITHDRAW
@@ -188,7 +216,7 @@ def test_asking_for_erasure_reaches_the_staff_queue_and_its_status_reaches_the_p
     app, client, session, me, staff, mailbox
 ):
     join(app, session, me, GENOMIC_DATA=True)
-    response = post_form(client, "/consent/leave", {**page_state(client), "option": "erase"})
+    response = leave(client, "erase")
     assert response.status_code == 303
     assert not queries.permits(session, me.id, ["SHARE_RECORDS"])
     page = client.get("/consent").get_data(as_text=True)
@@ -280,7 +308,7 @@ def test_a_stale_post_is_refused_and_nothing_recorded(app, client, session, me):
     # Other forms from the same old page (a stale tab), asking for something not so now.
     stale_choice = post_form(client, "/consent/choice", {**data, "decision": "deny"})
     stale_tab = post_form(client, "/consent/withdraw-optional", state)
-    stale_leave = post_form(client, "/consent/leave", {**state, "option": "stop_use"})
+    stale_leave = post_form(client, "/consent/leave/confirm", {**state, "option": "stop_use"})
     for response in (stale_choice, stale_tab, stale_leave):
         assert response.status_code == 409
         page = response.get_data(as_text=True)
@@ -559,7 +587,7 @@ def test_a_participant_can_never_read_or_change_another_participants_consent(
         ),
         ("/consent/withdraw-optional", {"version_id": mine["version_id"], "state": other_state}),
         (
-            "/consent/leave",
+            "/consent/leave/confirm",
             {"version_id": mine["version_id"], "state": other_state, "option": "erase"},
         ),
         (f"/staff/consent/participants/{other.id}", {**mine, "reference": "x"}),

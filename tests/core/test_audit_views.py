@@ -54,7 +54,8 @@ class Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attributes = dict(attrs)
-        self._in.append(tag if tag != "p" or attributes.get("role") != "status" else "status")
+        # The count is announced after the search (engage.js reads [data-announce]).
+        self._in.append(tag if tag != "p" or "data-announce" not in attributes else "status")
         if tag == "tr" and "tbody" in self._in:
             self.rows.append([])
         elif tag == "td" and self.rows:

@@ -144,7 +144,12 @@ def test_a_proposal_goes_from_draft_to_an_active_project(
     expect(page.get_by_role("heading", level=1)).to_have_text(TITLE)
     page.get_by_role("button", name="Open for review").click()
     expect(page.get_by_role("heading", name="Your registry's decision")).to_be_visible()
-    page.get_by_role("button", name=f"Approve for {REGISTRY_NAME}").click()
+    page.get_by_role("group", name="What does your registry decide?").get_by_label(
+        "Approve", exact=True
+    ).check()
+    page.get_by_role("button", name="Check our decision").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your registry's decision")
+    page.get_by_role("button", name="Send our decision: approve").click()
     expect(_status(page, "Your registry's approval is recorded.")).to_be_visible()
     _sign_out(page)
 

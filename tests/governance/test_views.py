@@ -211,9 +211,10 @@ def test_proposal_page_shows_summaries_scopes_cohort_and_thread(
     assert "EDSS score" in text
     assert "Fewer than 5" in text  # small-cell suppression, no participants yet
     assert K.SENT.label in text
-    for button in ("Open for review", "Approve for", "Approve with these conditions"):
+    for button in ("Open for review", "Send the question", "Check our decision"):
         assert button in text
-    assert "Send the question" in text and "Decline for" in text
+    for choice in ("Approve", "Approve with conditions", "Decline"):
+        assert f">{choice}</label>" in text
     assert "Withdraw the approval" not in text
 
 
@@ -384,7 +385,7 @@ def test_custodian_acknowledges_a_consent_notice_once(client, session, custodian
     sign_in(client, custodian)
 
     text = page(client.get("/governance/registries/NORTH/notices"))
-    assert proposal.title in text and notice.pseudonym in text and "Acknowledge" in text
+    assert proposal.title in text and notice.pseudonym in text and "Mark as dealt with" in text
     assert "1 consent notice needs your attention" in page(
         client.get("/governance/registries/NORTH")
     )

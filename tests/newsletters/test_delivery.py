@@ -504,6 +504,7 @@ def test_staff_settle_unknown_emails_from_the_campaign_page(
     page = client.get(f"/staff/newsletters/campaigns/{send.campaign_id}")
     assert "Outcome unknown" in page.get_data(as_text=True)
     empty = post_form(client, f"/staff/newsletters/sends/{send.id}/unknown", {})
+    explained = client.get(empty.headers["Location"]).get_data(as_text=True)
     forged = post_form(
         client, f"/staff/newsletters/sends/{send.id}/unknown", {"action": "accepted'; --"}
     )
@@ -515,7 +516,11 @@ def test_staff_settle_unknown_emails_from_the_campaign_page(
         follow_redirects=True,
     )
 
-    assert (empty.status_code, forged.status_code) == (400, 400)
+    # Nothing chosen, or a choice not offered: explained on the campaign page, where the
+    # choice is, and nothing changes.
+    assert (empty.status_code, forged.status_code) == (303, 303)
+    assert empty.headers["Location"].endswith(f"#unknown-{send.id}")
+    assert "Choose what should happen to these emails" in explained
     assert "3 email(s) now count as sent" in answer.get_data(as_text=True)
     assert statuses(session, send.id) == Counter({DeliveryStatus.ACCEPTED: 3})
 

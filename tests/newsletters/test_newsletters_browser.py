@@ -200,7 +200,7 @@ def test_a_visitor_subscribes_staff_schedule_a_campaign_it_is_sent_and_they_unsu
     page.goto(unsubscribe)
     _heading(page, "Unsubscribe from “Research updates”")
     assert _subscription_status(app) == SubscriptionStatus.CONFIRMED  # opening changes nothing
-    page.get_by_role("button", name="Unsubscribe", exact=True).click()
+    page.get_by_role("button", name="Unsubscribe from “Research updates”").click()
     expect(_status(page, "You are unsubscribed from “Research updates”.")).to_be_visible()
     _heading(page, "You are unsubscribed")
     assert _subscription_status(app) == SubscriptionStatus.UNSUBSCRIBED

@@ -202,7 +202,8 @@ def test_lifting_a_suppression_that_is_not_there_is_explained(
     response = post_form(client, REMOVE, {"email": typed})
 
     assert response.status_code == status
-    assert 'role="alert"' in response.get_data(as_text=True)
+    # The message is announced (copied into the page's live region), not an alert of its own.
+    assert '<div class="notice notice-error" data-announce>' in response.get_data(as_text=True)
     assert session.scalar(sa.select(sa.func.count()).select_from(Suppression)) == 1
 
 

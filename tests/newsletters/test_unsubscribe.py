@@ -45,7 +45,8 @@ def test_the_unsubscribe_page_names_the_list_and_its_button_unsubscribes(client,
     page = client.get(f"/newsletters/unsubscribe/{token}")
     assert page.status_code == 200
     assert "<h1>Unsubscribe from “Research updates”</h1>" in _text(page)
-    assert re.search(r"<button[^>]*>Unsubscribe</button>", _text(page))
+    assert re.search(r"<button[^>]*>Unsubscribe from “Research updates”</button>", _text(page))
+    assert "Stay subscribed and go to the home page" in _text(page)
     # Opening the page (as a mail scanner would) changes nothing.
     assert _statuses(session, subscriber.id)["Research updates"] == SubscriptionStatus.CONFIRMED
 
@@ -53,7 +54,8 @@ def test_the_unsubscribe_page_names_the_list_and_its_button_unsubscribes(client,
     assert done.status_code == 303
     page = _text(client.get(done.headers["Location"]))
     assert "You are unsubscribed from “Research updates”." in page
-    assert "<h1>You are unsubscribed</h1>" in page
+    assert '<h1 id="unsubscribed" data-return-focus>You are unsubscribed</h1>' in page
+    assert done.headers["Location"].endswith("#unsubscribed")
     assert _statuses(session, subscriber.id) == {
         "Research updates": SubscriptionStatus.UNSUBSCRIBED,
         "Data-sharing initiative news": SubscriptionStatus.CONFIRMED,

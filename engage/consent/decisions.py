@@ -371,13 +371,9 @@ def _record(
             continue
         decision = _normalise(ctx, scope.code, allow_by_code[scope.code])
         choice = ctx.choices.get(scope.code)
-        unchanged = choice is not None and (
-            choice.decision == decision
-            # "Not allowed" after a withdrawal is already so: a replayed Withdraw records nothing.
-            or (decision == Decision.DENY and choice.decision == Decision.WITHDRAW)
-        )
-        if unchanged and choice.scope_revision == scope.revision:
-            continue  # already so, on this wording
+        current = choice.decision if choice and choice.scope_revision == scope.revision else None
+        if current == decision or (current, decision) == (Decision.WITHDRAW, Decision.DENY):
+            continue  # already so on this wording ("not allowed" after a withdrawal: a replay)
         planned.append((scope, decision))
 
     participant = ctx.participant

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.accessibility import tour
+from tests.accessibility import checks, tour
 from tests.conftest import sign_in
 from tests.fixtures_browser import LiveServer
 
@@ -58,7 +58,7 @@ def test_screenshots_of_the_main_pages(
     for role in dict.fromkeys(role for role, _name, _wanted in MAIN_PAGES):
         client = tour.signed_in_client(app, role, passwords, sign_in)
         found = tour.crawl(app, client, role, ["/", *tour.LATER_VISITS.get(role, ())])
-        context = tour.browser_context_for(browser, live_server.url, client)
+        context = checks.browser_context_for(browser, live_server.url, client)
         try:
             page = context.new_page()
             for _role, name, wanted in (item for item in MAIN_PAGES if item[0] == role):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from tests.accessibility import tour
+from tests.accessibility import checks
 from tests.fixtures_browser import LiveServer, PageProblems, _wait_for_axe
 
 pytestmark = pytest.mark.browser
@@ -39,13 +39,13 @@ def broken_page(app: Flask) -> str:
 def test_the_tour_reports_what_axe_and_the_reflow_check_find(
     app: Flask, live_server: LiveServer, browser: Any, broken_page: str
 ) -> None:
-    context = tour.browser_context_for(browser, live_server.url, None)
+    context = checks.browser_context_for(browser, live_server.url, None)
     try:
         page = context.new_page()
         page.goto(broken_page)
-        page.set_viewport_size(tour.WIDTHS[tour.REFLOW_WIDTH])
-        findings = tour.Axe().run(page, "visitor", broken_page, tour.REFLOW_WIDTH)
-        reflow = tour.reflow_problem(page)
+        page.set_viewport_size(checks.WIDTHS[checks.REFLOW_WIDTH])
+        findings = checks.Axe().run(page, "visitor", broken_page, checks.REFLOW_WIDTH)
+        reflow = checks.reflow_problem(page)
     finally:
         context.close()
     rules = {finding.rule: finding.impact for finding in findings}

@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Page, expect
 
-from tests.accessibility import tour
+from tests.accessibility import checks, tour
 from tests.conftest import sign_in
 from tests.fixtures_browser import LiveServer, PageProblems
 
@@ -80,7 +80,7 @@ def _signed_in_page(
 ) -> tuple[Any, Page]:
     passwords = tour.seed(app)
     client = tour.signed_in_client(app, role, passwords, sign_in)
-    context = tour.browser_context_for(browser, live_server.url, client)
+    context = checks.browser_context_for(browser, live_server.url, client)
     return context, context.new_page()
 
 

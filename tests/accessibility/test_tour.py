@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 
 from engage.db import Database
-from tests.accessibility import tour
+from tests.accessibility import checks, tour
 from tests.conftest import _empty_tables, _tables_children_first, sign_in
 from tests.fixtures_browser import LiveServer
 
@@ -24,8 +24,8 @@ REPORTS = Path(__file__).resolve().parents[2] / "build" / "accessibility"
 
 
 @pytest.fixture(scope="session")
-def axe() -> tour.Axe:
-    return tour.Axe()
+def axe() -> checks.Axe:
+    return checks.Axe()
 
 
 # The widths each (role, address) is checked at, worked out once from every crawl (each test
@@ -68,19 +68,19 @@ def test_every_page_that_answers_get_is_reached_by_some_role(app: Flask, mailbox
 @pytest.mark.browser
 @pytest.mark.parametrize("role", tour.ROLES + tour.JOURNEYS)
 def test_axe_finds_nothing_serious_on_any_page_at_any_width(
-    role: str, app: Flask, live_server: LiveServer, browser: Any, axe: tour.Axe, mailbox: Any
+    role: str, app: Flask, live_server: LiveServer, browser: Any, axe: checks.Axe, mailbox: Any
 ) -> None:
     """Each view at every width once, and at a phone's width for every other role and item."""
     client, found = _crawled(app, role, mailbox)
-    context = tour.browser_context_for(browser, live_server.url, client)
-    totals = tour.AxeTotals()
+    context = checks.browser_context_for(browser, live_server.url, client)
+    totals = checks.AxeTotals()
     try:
         page = context.new_page()
         for visit in found.pages:
             response = page.goto(visit.url)
             assert response is not None and response.status == 200, f"{visit.url} as {role}"
-            widths = _PLAN.get((role, visit.url), tuple(tour.WIDTHS))
-            for width in tour.each_width(page, widths):
+            widths = _PLAN.get((role, visit.url), tuple(checks.WIDTHS))
+            for width in checks.each_width(page, widths):
                 totals.checks += 1
                 totals.findings += axe.run(page, role, visit.url, width)
     finally:
@@ -100,14 +100,14 @@ def test_no_page_is_wider_than_a_320_px_screen(
     role: str, app: Flask, live_server: LiveServer, browser: Any, mailbox: Any
 ) -> None:
     client, found = _crawled(app, role, mailbox)
-    context = tour.browser_context_for(browser, live_server.url, client)
+    context = checks.browser_context_for(browser, live_server.url, client)
     problems = []
     try:
         page = context.new_page()
-        page.set_viewport_size(tour.WIDTHS[tour.REFLOW_WIDTH])
+        page.set_viewport_size(checks.WIDTHS[checks.REFLOW_WIDTH])
         for visit in found.pages:
             page.goto(visit.url)
-            problem = tour.reflow_problem(page)
+            problem = checks.reflow_problem(page)
             if problem:
                 problems.append(f"{visit.url}: {problem}")
     finally:

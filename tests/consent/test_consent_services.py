@@ -274,6 +274,20 @@ def test_not_allowing_after_allowing_is_a_withdrawal(app, session, first, person
     ]
 
 
+def test_not_allowing_again_after_a_withdrawal_records_nothing(app, session, first, person):
+    """A replayed Withdraw (a double-click, a resent form) finds the choice already so."""
+    join(app, session, person, SURVEY_RECONTACT=True)
+    decide(app, session, person, {"SURVEY_RECONTACT": False})
+    before = ledger_size(session)
+    outcome = decide(app, session, person, {"SURVEY_RECONTACT": False})
+    assert not outcome.changed and outcome.receipt is None
+    assert ledger_size(session) == before
+    history = [e.decision for e in events_of(session, person) if e.scope_code == "SURVEY_RECONTACT"]
+    assert history == [Decision.PERMIT, Decision.WITHDRAW]
+    decide(app, session, person, {"SURVEY_RECONTACT": True})  # allowing again still counts
+    assert events_of(session, person)[-1].decision == Decision.PERMIT
+
+
 def test_only_participants_with_a_confirmed_address_decide(app, session, first, make_user):
     for role in (Role.CLINICIAN, Role.STAFF, Role.ORGANISATION, Role.CUSTODIAN):
         with pytest.raises(errors.NotAllowed):

@@ -71,6 +71,7 @@ def import_models() -> None:
     from engage.accounts import models as account_models  # noqa: F401
     from engage.consent import models as consent_models  # noqa: F401
     from engage.registries import models as registry_models  # noqa: F401
+    from engage.rounds import models as round_models  # noqa: F401
     from engage.topics import models as topic_models  # noqa: F401
     from governance import models as governance_models  # noqa: F401
     from newsletters import models as newsletter_models  # noqa: F401
@@ -183,6 +184,8 @@ def _register_blueprints(app: Flask) -> None:
     from engage.outbox_views import outbox_staff
     from engage.pages import pages
     from engage.registries import views as registry_views  # noqa: F401 - /staff/registries
+    from engage.rounds.staff_views import rounds_staff
+    from engage.rounds.views import rounds
     from engage.staff import staff
     from engage.topics import staff_views as topic_staff_views  # noqa: F401 - moderation
     from engage.topics.views import topics
@@ -196,6 +199,8 @@ def _register_blueprints(app: Flask) -> None:
     )
     for blueprint in (pages, auth, account, staff, topics, consent, consent_staff, outbox_staff):
         app.register_blueprint(blueprint)
+    app.register_blueprint(rounds)
+    app.register_blueprint(rounds_staff)
     _register_governance_blueprints(app)
 
 
@@ -206,6 +211,7 @@ def _audit_action_enums() -> tuple[type, ...]:
     from engage.accounts.reauth import ReauthAction
     from engage.accounts.sessions import SessionAuditAction
     from engage.accounts.two_factor import TwoFactorAction
+    from engage.rounds.audit_actions import RoundAction
     from governance.decisions import DecisionAction
     from governance.tokens import TokenAction
     from newsletters.suppressions import SuppressionAction
@@ -216,6 +222,7 @@ def _audit_action_enums() -> tuple[type, ...]:
         SessionAuditAction,
         ReauthAction,
         DataRightsAction,
+        RoundAction,
         DecisionAction,
         TokenAction,
         SuppressionAction,
@@ -435,6 +442,7 @@ def _register_jobs(app: Flask) -> None:
     from engage.accounts import jobs as account_jobs
     from engage.accounts import sessions as account_sessions
     from engage.consent import jobs as consent_jobs
+    from engage.rounds import jobs as round_jobs
     from engage.scheduler import JobRegistry
     from governance import jobs as governance_jobs
     from newsletters import jobs as newsletter_jobs
@@ -457,6 +465,7 @@ def _register_jobs(app: Flask) -> None:
     )
     consent_jobs.register(registry)
     governance_jobs.register(registry)
+    round_jobs.register(registry)
     newsletter_jobs.register(registry)
     app.extensions["engage.jobs"] = registry
 
@@ -465,6 +474,7 @@ def _register_mail_kinds(app: Flask) -> None:
     from engage import delivery, outbox
     from engage.accounts import emails as account_emails
     from engage.consent import emails as consent_emails
+    from engage.rounds import emails as round_emails
     from engage.topics import emails as topic_emails
     from governance import emails as governance_emails
     from newsletters import emails as newsletter_emails
@@ -472,6 +482,7 @@ def _register_mail_kinds(app: Flask) -> None:
     kinds = outbox.MailKinds()
     account_emails.register_kinds(kinds)
     topic_emails.register_kinds(kinds)
+    round_emails.register_kinds(kinds)
     consent_emails.register_kinds(kinds)
     governance_emails.register_kinds(kinds)
     newsletter_emails.register_kinds(kinds)
@@ -482,11 +493,13 @@ def _register_mail_kinds(app: Flask) -> None:
 def _register_ledgers(app: Flask) -> None:
     from engage import hashchain
     from engage.consent import ledger as consent_ledger
+    from engage.rounds import chain as rounds_chain
     from governance import chain as governance_chain
 
     ledgers = hashchain.Ledgers()
     ledgers.register("consent", consent_ledger.verify)
     ledgers.register("decision", governance_chain.verify)
+    ledgers.register("ballot", rounds_chain.verify)
     hashchain.init_app(app, ledgers)
 
 
@@ -507,6 +520,7 @@ def _register_data_rights(app: Flask) -> None:
     account is still the participant's."""
     from engage.accounts import data_rights
     from engage.consent import data_rights as consent_data_rights
+    from engage.rounds import data_rights as round_data_rights
     from engage.topics import data_rights as topic_data_rights
     from governance import data_rights as governance_data_rights
     from newsletters import data_rights as newsletter_data_rights
@@ -514,6 +528,7 @@ def _register_data_rights(app: Flask) -> None:
     rights = data_rights.DataRights()
     consent_data_rights.register(rights)
     topic_data_rights.register(rights)
+    round_data_rights.register(rights)
     newsletter_data_rights.register(rights)
     governance_data_rights.register(rights)
     data_rights.init_app(app, rights)
@@ -526,6 +541,7 @@ def _register_cli(app: Flask) -> None:
     from engage.accounts.cli import users_group
     from engage.consent.cli import consent_group
     from engage.keys_cli import keys_group
+    from engage.rounds.cli import rounds_group
     from engage.topics.cli import topics_group
     from newsletters.cli import newsletters_group
 
@@ -536,6 +552,7 @@ def _register_cli(app: Flask) -> None:
         commands.demo_group,
         commands.scheduler_group,
         topics_group,
+        rounds_group,
         consent_group,
         commands.audit_group,
         commands.outbox_group,

@@ -78,8 +78,10 @@ def make_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
     yield make
     if schemas:
         admin = sa.create_engine(_postgres_url("public"))
-        with admin.begin() as connection:
-            for schema in schemas:
+        for schema in schemas:
+            # One transaction each: dropping a schema locks every table, index and constraint
+            # in it, and all of them at once can exceed PostgreSQL's shared lock table.
+            with admin.begin() as connection:
                 connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
 

@@ -1873,6 +1873,249 @@ FORMS.update(
 )
 
 
+# Priority rounds: staff forms --------------------------------------------------------------------
+STAFF_ROUNDS = "/staff/rounds"
+
+
+def _rounds_state(kit: Kit) -> dict[str, list[tuple]]:
+    """Every rounds table staff forms write, the topics' statuses, the mail queued and the
+    rounds' audit events: what a refused post must leave as it was."""
+    from engage.rounds.models import PriorityRound, RoundAgreedItem, ShortlistItem
+
+    kit.session.expire_all()
+
+    def rows(*columns: Any) -> list[tuple]:
+        query = sa.select(*columns).order_by(*columns[:2])
+        return [tuple(row) for row in kit.session.execute(query)]
+
+    return {
+        "rounds": rows(
+            PriorityRound.id,
+            PriorityRound.title,
+            PriorityRound.question,
+            PriorityRound.max_ranks,
+            PriorityRound.groups,
+            PriorityRound.opens_at,
+            PriorityRound.closes_at,
+            PriorityRound.workshop_recorded_at,
+            PriorityRound.workshop_note,
+        ),
+        "shortlist": rows(
+            ShortlistItem.round_id,
+            ShortlistItem.topic_id,
+            ShortlistItem.evidence_status,
+            ShortlistItem.evidence_note,
+            ShortlistItem.evidence_url,
+        ),
+        "agreed": rows(
+            RoundAgreedItem.round_id,
+            RoundAgreedItem.position,
+            RoundAgreedItem.topic_id,
+            RoundAgreedItem.change_reason,
+        ),
+        "topics": rows(Topic.id, Topic.status),
+        "mail": rows(OutboxMessage.id, OutboxMessage.kind),
+        "audit": rows(AuditEvent.id, AuditEvent.action),
+    }
+
+
+def _round_form_data(**changes: str) -> dict[str, Any]:
+    opens = utcnow() + timedelta(days=2)
+    return {
+        "title": "Treatment priorities 2027",
+        "question": "Which unanswered questions about MS treatment matter most to you?",
+        "roles": ["participant", "clinician"],
+        "max_ranks": "10",
+        "opens_at": opens.strftime("%Y-%m-%dT%H:%M"),
+        "closes_at": (opens + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M"),
+        **changes,
+    }
+
+
+def _staff_round(kit: Kit, *, shortlisted: int = 2, state: str = "upcoming") -> tuple[Any, list]:
+    """A round by staff with ``shortlisted`` topics on its shortlist, in ``state`` (upcoming,
+    or closed with one ballot ranking them in order); (round, topic ids)."""
+    from engage.rounds.models import PriorityRound
+    from tests.rounds import staff_support
+
+    staff = kit.make_user(Role.STAFF)
+    topic_ids = [
+        _make_topic(kit, TopicStatus.SHORTLISTED, staff_id=staff.id) for _ in range(shortlisted)
+    ]
+    round_ = staff_support.make_round(kit.session, staff, topic_ids, max_ranks=2)
+    if state == "closed":
+        staff_support.open_now(kit.session, round_)
+        voter = kit.make_user(Role.PARTICIPANT)
+        staff_support.add_ballot(kit.session, round_, voter.id, "people_with_ms", topic_ids[:2])
+        staff_support.close_now(kit.session, round_)
+    return kit.session.get(PriorityRound, round_.id), topic_ids
+
+
+class NewRoundPage(str):
+    """The landing of a created round: its page at the shortlist, whatever number it got."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and re.fullmatch(r"→ /staff/rounds/\d+", other) is not None
+
+    __hash__ = str.__hash__
+
+
+def _staff_new_round(kit: Kit) -> Prepared:
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_ROUNDS}/new",
+        _round_form_data(),
+        lambda: _rounds_state(kit),
+        NewRoundPage(f"→ {STAFF_ROUNDS}/<n>"),
+    )
+
+
+def _staff_edit_round(kit: Kit) -> Prepared:
+    round_, _ = _staff_round(kit)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_ROUNDS}/{round_.id}/edit",
+        _round_form_data(title="Renamed round"),
+        lambda: _rounds_state(kit),
+        f"→ {STAFF_ROUNDS}/{round_.id}",
+    )
+
+
+def _staff_add_to_shortlist(kit: Kit) -> Prepared:
+    round_, _ = _staff_round(kit, shortlisted=0)
+    topic_id = _make_topic(kit, TopicStatus.SHORTLISTED)
+    kit.as_role(Role.STAFF)
+    data = {
+        "topic_id": str(topic_id),
+        "evidence_status": "partly_answered",
+        "evidence_note": "One small trial.",
+        "evidence_url": "https://example.org/review",
+    }
+    return Prepared(
+        f"{STAFF_ROUNDS}/{round_.id}/shortlist",
+        data,
+        lambda: _rounds_state(kit),
+        f"→ {STAFF_ROUNDS}/{round_.id}",
+    )
+
+
+def _staff_remove_from_shortlist(kit: Kit) -> Prepared:
+    round_, topic_ids = _staff_round(kit, shortlisted=1)
+    kit.as_role(Role.STAFF)
+    return Prepared(
+        f"{STAFF_ROUNDS}/{round_.id}/shortlist/remove",
+        {"topic_id": str(topic_ids[0])},
+        lambda: _rounds_state(kit),
+        f"→ {STAFF_ROUNDS}/{round_.id}",
+        flashed=FlashedRefusal("Not removed:", kit.client),
+    )
+
+
+def _staff_workshop(kit: Kit) -> Prepared:
+    round_, (first, second) = _staff_round(kit, state="closed")
+    kit.as_role(Role.STAFF)
+    # The survey placed ``first`` then ``second``: the workshop swaps them, with reasons.
+    data = {
+        "place_1": str(second),
+        "reason_1": "The workshop found it more urgent.",
+        "place_2": str(first),
+        "reason_2": "Moved down to make room.",
+        "note": "Twelve people took part.",
+    }
+    return Prepared(
+        f"{STAFF_ROUNDS}/{round_.id}/workshop",
+        data,
+        lambda: _rounds_state(kit),
+        f"→ {STAFF_ROUNDS}/{round_.id}/workshop",
+    )
+
+
+def _staff_adopt(kit: Kit) -> Prepared:
+    from engage.rounds import workshop
+
+    round_, (first, second) = _staff_round(kit, state="closed")
+    staff = kit.as_role(Role.STAFF)
+    workshop.record_workshop(
+        kit.session,
+        kit.session.get(User, staff.id),
+        round_,
+        [(first, ""), (second, "")],
+        "",
+        utcnow(),
+    )
+    kit.session.commit()
+    return Prepared(
+        f"{STAFF_ROUNDS}/{round_.id}/adopt",
+        {"topic_ids": [str(first), str(second)], "confirm": "y"},
+        lambda: _rounds_state(kit),
+        f"→ {STAFF_ROUNDS}/{round_.id}/workshop",
+    )
+
+
+ROUND_TEXT = ("title", "question")
+FORMS.update(
+    {
+        "rounds: staff new round": FormSpec(
+            _staff_new_round, ROUND_TEXT, ("roles",), ("max_ranks",), ("opens_at", "closes_at")
+        ),
+        "rounds: staff edit round": FormSpec(
+            _staff_edit_round, ROUND_TEXT, ("roles",), ("max_ranks",), ("opens_at", "closes_at")
+        ),
+        "rounds: staff add to shortlist": FormSpec(
+            _staff_add_to_shortlist,
+            ("evidence_note", "evidence_url"),
+            ("evidence_status",),
+            ("topic_id",),
+        ),
+        "rounds: staff remove from shortlist": FormSpec(
+            _staff_remove_from_shortlist, number_fields=("topic_id",)
+        ),
+        "rounds: staff workshop": FormSpec(
+            _staff_workshop, ("reason_1", "note"), ("place_1", "place_2")
+        ),
+        "rounds: staff adopt": FormSpec(_staff_adopt, number_fields=("topic_ids",)),
+    }
+)
+
+
+# Priority rounds: the ballot -------------------------------------------------------------------
+def _ballots_state(kit: Kit) -> dict[str, list[tuple]]:
+    """The ballots and their chain: what a refused ballot must leave as it was."""
+    from engage.rounds.models import Ballot, BallotEvent
+
+    kit.session.expire_all()
+
+    def rows(*columns: Any) -> list[tuple]:
+        query = sa.select(*columns).order_by(*columns[:2])
+        return [tuple(row) for row in kit.session.execute(query)]
+
+    return {
+        "ballots": rows(Ballot.id, Ballot.user_id, Ballot.ranking, Ballot.version),
+        "events": rows(BallotEvent.id, BallotEvent.seq, BallotEvent.ranking),
+    }
+
+
+def _save_ballot(kit: Kit) -> Prepared:
+    from tests.rounds.ballot_support import make_round
+
+    staff, author = kit.make_user(Role.STAFF), kit.make_user(Role.PARTICIPANT)
+    made = make_round(kit.session, staff.id, author.id)
+    kit.as_role(Role.PARTICIPANT)
+    return Prepared(
+        f"/rounds/{made.id}/ballot",
+        {"rank-2": "1", "rank-1": "2"},
+        lambda: _ballots_state(kit),
+        f"→ /rounds/{made.id}",
+    )
+
+
+# Only rank-2 is spoiled. An empty choice is "Not ranked": an empty rank-2 leaves rank-1's
+# topic at rank 2 with nothing at rank 1 (refused), while an empty rank-1 is a valid ballot.
+FORMS["rounds: ballot"] = FormSpec(_save_ballot, choice_fields=("rank-2",))
+
+
 TEXT_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.text_fields]
 CHOICE_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.choice_fields]
 NUMBER_CASES = [(form, field) for form, spec in FORMS.items() for field in spec.number_fields]
@@ -2881,7 +3124,7 @@ def _answer(client: FlaskClient, response: Any) -> tuple[int, str | None]:
     if response.status_code != 303:
         return response.status_code, None
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    flashed = re.findall(r'role="(?:alert|status)">\s*<p>(.*?)</p>', page)
+    flashed = re.findall(r'(?:role="(?:alert|status)"|data-announce)>\s*<p>(.*?)</p>', page)
     return 303, " ".join(flashed) or None
 
 

@@ -31,6 +31,8 @@ from engage.consent.seed import FIRST_FORM, FIRST_SCOPES
 from engage.db import Database
 from engage.outbox import OutboxMessage
 from engage.registries.models import Registry, RegistryEnrolment
+from engage.rounds import setup as round_setup
+from engage.rounds.models import EvidenceStatus
 from engage.timeutil import utcnow
 from engage.topics import services as topic_services
 from engage.topics.models import TopicCategory, TopicStatus
@@ -57,6 +59,7 @@ TO_ACCOUNT = "→ /account"
 TO_TOPIC = "→ /topics/N"  # ids in redirect paths are written as N
 TO_MODERATION = "→ /topics/moderation"
 TO_CAMPAIGN = "→ /staff/newsletters/campaigns/N"
+TO_STAFF_ROUND = "→ /staff/rounds/N"
 START_AGAIN = "→ /sign-in"  # to the sign-in page with no page to come back to
 
 ANONYMOUS = "anonymous"
@@ -401,6 +404,36 @@ ACCESS: dict[str, Access] = {
     "newsletters_staff.settle_unknown": Access(
         get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_CAMPAIGN)
     ),
+    # Priority-setting rounds: the list and a round's shortlist are public; ranking is for the
+    # roles that take part (an empty ballot is a 400 with its errors). The world's round is
+    # open, so it has no results or ballot file yet (404); tests/rounds/test_views.py checks
+    # a closed round's for every viewer.
+    "rounds.list_rounds": Access(get=everyone(OK)),
+    "rounds.round_page": Access(get=everyone(OK)),
+    "rounds.save_ballot": Access(get=everyone(NOT_ALLOWED), post=only(*CONTRIBUTORS, allowed=BAD)),
+    "rounds.results": Access(get=everyone(NOT_FOUND)),
+    "rounds.ballot_file": Access(get=everyone(NOT_FOUND)),
+    # Priority rounds: staff pages. The world's round is open: its details and shortlist can
+    # no longer change and it has no workshop yet, so those pages send staff back to the
+    # round's page (with why, flashed); an empty add-a-topic form is a 400 with its errors.
+    "rounds_staff.index": Access(get=only("staff")),
+    "rounds_staff.new_round": Access(get=only("staff"), post=only("staff", allowed=BAD)),
+    "rounds_staff.round_page": Access(get=only("staff")),
+    "rounds_staff.edit_round": Access(
+        get=only("staff", allowed=TO_STAFF_ROUND), post=only("staff", allowed=TO_STAFF_ROUND)
+    ),
+    "rounds_staff.add_to_shortlist": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=BAD)
+    ),
+    "rounds_staff.remove_from_shortlist": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_STAFF_ROUND)
+    ),
+    "rounds_staff.workshop_page": Access(
+        get=only("staff", allowed=TO_STAFF_ROUND), post=only("staff", allowed=TO_STAFF_ROUND)
+    ),
+    "rounds_staff.adopt": Access(
+        get=everyone(NOT_ALLOWED), post=only("staff", allowed=TO_STAFF_ROUND)
+    ),
 }
 
 # A token that looks like an itsdangerous one (payload.timestamp.signature) but is not valid.
@@ -428,6 +461,7 @@ class World:
     governance: dict[str, Any]
     consent: dict[str, Any]
     newsletters: dict[str, Any]
+    rounds: dict[str, Any]
 
     def url_values(self) -> dict[str, Any]:
         """Concrete values for every URL argument the app uses."""
@@ -441,6 +475,7 @@ class World:
             **self.consent,
             **self.governance,
             **self.newsletters,
+            **self.rounds,
         }
 
 
@@ -477,6 +512,7 @@ def world(app, make_user, make_registry) -> World:
         registry = make_registry(code="SMSREG")
         governance = _governance_world(session, staff, registry)
         newsletter_ids = _newsletter_world(session, staff)
+        round_ids = _rounds_world(session, staff, author)
     finally:
         session.close()
     return World(
@@ -488,6 +524,7 @@ def world(app, make_user, make_registry) -> World:
         consent=consent,
         governance=governance,
         newsletters=newsletter_ids,
+        rounds=round_ids,
     )
 
 
@@ -514,6 +551,43 @@ def _newsletter_world(session, staff: User) -> dict[str, Any]:
     session.add(send)
     session.commit()
     return {"list_id": mailing_list.id, "campaign_id": draft.id, "send_id": send.id}
+
+
+def _rounds_world(session, staff: User, author: User) -> dict[str, Any]:
+    """A priority-setting round by staff, open since an hour ago, with two shortlisted topics
+    by ``author`` on its shortlist."""
+    staff, author = session.get(User, staff.id), session.get(User, author.id)
+    now = utcnow()
+    before = now - timedelta(hours=2)
+    round_ = round_setup.create_round(
+        session,
+        staff,
+        round_setup.RoundDetails(
+            title="Which treatment questions matter most?",
+            question="Which unanswered questions about MS treatment matter most to you?",
+            roles=["participant", "clinician", "organisation"],
+            opens_at=now - timedelta(hours=1),
+            closes_at=now + timedelta(days=7),
+        ),
+        before,
+    )
+    for title in ("Does cooling help heat sensitivity?", "Which diet helps with MS fatigue?"):
+        topic = topic_services.propose_topic(
+            session,
+            author,
+            topic_services.TopicDetails(
+                title=title, question="Does it?", rationale="It may.", category=TopicCategory.CARE
+            ),
+            before,
+            3,
+        )
+        for status in (TopicStatus.PUBLISHED, TopicStatus.SHORTLISTED):
+            topic_services.change_status(session, staff, topic, status, before)
+        round_setup.add_to_shortlist(
+            session, staff, round_, topic.id, EvidenceStatus.UNANSWERED, "", "", before
+        )
+    session.commit()
+    return {"round_id": round_.id}
 
 
 def _governance_world(session, staff: User, registry: Registry) -> dict[str, Any]:

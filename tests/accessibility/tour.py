@@ -34,6 +34,12 @@ from engage.accounts.models import Role, User
 from engage.consent import versions as consent_versions
 from engage.db import Database
 from engage.demo import DEMO_ACCOUNTS, demo_seeders, seed_demo
+from engage.rounds import ballots as round_ballots
+from engage.rounds import closing as round_closing
+from engage.rounds import setup as round_setup
+from engage.rounds import workshop as round_workshop
+from engage.rounds.models import EvidenceStatus
+from engage.rounds.tally import RoundResult
 from engage.timeutil import utcnow
 from engage.topics import discussion
 from engage.topics import services as topic_services
@@ -267,6 +273,91 @@ def _tour_extras(session: Any) -> None:
             finished_at=now - timedelta(days=30),
         )
     )
+    _round_extras(session, users, now)
+
+
+ROUND_TOPICS = (
+    "Does cooling clothing help people with MS in hot weather?",
+    "Which exercise eases MS fatigue the most?",
+    "Can diet change how quickly MS progresses?",
+    "How can bladder problems in MS be treated better?",
+)
+
+
+def _round_extras(session: Any, users: dict[str, User], now: Any) -> None:
+    """An open priority-setting round the demo participant has ranked in, a closed one with
+    its result (five more people with MS ranked, so their group's ranking shows) and the final
+    workshop's agreed list, and an upcoming one."""
+    topic_ids = []
+    for title in ROUND_TOPICS:
+        topic = topic_services.propose_topic(
+            session,
+            users["participant"],
+            topic_services.TopicDetails(
+                title, f"{title[:-1]}, and for whom?", "Many of us ask this.", TopicCategory.CARE
+            ),
+            now - timedelta(days=40),
+            max_pending=10,
+        )
+        for status in (TopicStatus.PUBLISHED, TopicStatus.SHORTLISTED):
+            topic_services.change_status(session, users["staff"], topic, status, now)
+        topic_ids.append(topic.id)
+
+    def new_round(title: str, opens_at: Any, closes_at: Any) -> Any:
+        before = opens_at - timedelta(days=1)
+        round_ = round_setup.create_round(
+            session,
+            users["staff"],
+            round_setup.RoundDetails(
+                title=title,
+                question="Which unanswered questions about MS treatment matter most to you?",
+                roles=["participant", "clinician", "organisation"],
+                opens_at=opens_at,
+                closes_at=closes_at,
+                max_ranks=3,
+            ),
+            before,
+        )
+        for index, topic_id in enumerate(topic_ids):
+            partly = index % 2 == 1
+            round_setup.add_to_shortlist(
+                session, users["staff"], round_, topic_id,
+                EvidenceStatus.PARTLY_ANSWERED if partly else EvidenceStatus.UNANSWERED,
+                "A small study looked at this in 2019." if partly else "",
+                "https://example.org/evidence" if partly else "",
+                before,
+            )
+        return round_
+
+    closed = new_round(
+        "Treatment questions 2026", now - timedelta(days=30), now - timedelta(days=2)
+    )
+    voters = [users["participant"], users["clinician"], users["organisation"]] + [
+        account_services.create_user_by_cli(
+            session, email=f"ranker{n}@example.org", password=WALK_PASSWORD,
+            role=Role.PARTICIPANT, display_name=f"Ranker {n}", country="SE", language="en",
+            now=now - timedelta(days=40),
+        )
+        for n in range(1, 6)
+    ]
+    for n, voter in enumerate(voters):
+        ranking = topic_ids[n % 4:] + topic_ids[: n % 4]
+        round_ballots.cast_ballot(session, voter, closed.id, ranking[:3], now - timedelta(days=10))
+    round_closing.close_round(session, closed.id, now)
+    top = [item.topic_id for item in RoundResult.from_json(closed.result).top()]
+    agreed = [
+        (top[1], "The workshop judged it the most urgent."),
+        (top[0], "Moved down one place."),
+    ]
+    round_workshop.record_workshop(
+        session, users["staff"], closed, agreed, "Agreed at the workshop in Copenhagen.", now
+    )
+    open_round = new_round(
+        "Treatment questions 2027", now - timedelta(hours=1), now + timedelta(days=14)
+    )
+    round_ballots.cast_ballot(session, users["participant"], open_round.id, topic_ids[:2], now)
+    # Still being prepared: staff can change it, and the list shows it as coming up.
+    new_round("Treatment questions 2028", now + timedelta(days=3), now + timedelta(days=20))
 
 
 def demo_user(app: Flask, role: str) -> User:

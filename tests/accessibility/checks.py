@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask.testing import FlaskClient
 
@@ -153,3 +154,18 @@ def each_width(page: Any, widths: Iterable[str] = WIDTHS) -> Iterator[str]:
     for name in widths:
         page.set_viewport_size(WIDTHS[name])
         yield name
+
+
+def too_wide(page: Any, paths: Iterable[str]) -> dict[str, str]:
+    """Each of ``paths`` (or, for "", the page already open) that is wider than its viewport,
+    with why (see :func:`reflow_problem`); waits for each page's axe-core check, when the page
+    fixture runs one, before the next page loads."""
+    found = {}
+    for path in paths:
+        if path:
+            page.goto(path)
+        problem = reflow_problem(page)
+        page.evaluate("() => window.__engageAxeRun || null")
+        if problem:
+            found[path or urlsplit(page.url).path] = problem
+    return found

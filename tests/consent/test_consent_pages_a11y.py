@@ -22,7 +22,8 @@ from engage.consent import decisions, page_queries, queries, versions
 from engage.consent.models import ConsentReceipt, Decision, ErasureRequest
 from engage.consent.seed import FIRST_FORM
 from engage.timeutil import utcnow
-from tests.conftest import PASSWORD, post_form, sign_in, totp_code_for
+from tests.browser_support import browser_sign_in as _sign_in
+from tests.conftest import post_form, sign_in
 from tests.consent_support import (
     STATE_FIELD,
     VERSION_FIELD,
@@ -346,17 +347,6 @@ def test_the_staff_version_page_scrolls_its_table_and_folds_the_fingerprint(
 
 
 # In the browser: focus, announcements, reflow ---------------------------------------------------
-def _sign_in(page: Page, email: str) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
-    if urlsplit(page.url).path == "/sign-in/two-factor":
-        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in/two-factor")
-
 
 # The elements reaching past a 320 px screen's right edge, to name in a failure.
 PAST_THE_EDGE = """[...document.querySelectorAll("body *")]

@@ -25,7 +25,9 @@ from governance.models import (
     ProposalVariable,
     ThreadStatus,
 )
-from tests.conftest import PASSWORD, post_form, sign_in, totp_code_for
+from tests.accessibility.checks import too_wide
+from tests.browser_support import browser_sign_in
+from tests.conftest import post_form, sign_in
 from tests.consent_support import publish
 from tests.governance.support import kinds_of, ledger_size, make_proposal, set_proposal_status
 
@@ -470,53 +472,7 @@ def test_after_a_proposer_or_staff_step_focus_returns_to_the_proposal_status(
 
 # Reflow at 320 px ---------------------------------------------------------------------------
 NARROW = {"width": 320, "height": 800}
-# The page's width, and the outermost elements that stick out of it (not those inside a
-# scrolling table region, which scroll on their own).
-MEASURE = """() => {
-  const width = document.documentElement.clientWidth;
-  const clipped = (element) => {
-    for (let node = element.parentElement; node; node = node.parentElement) {
-      if (getComputedStyle(node).overflowX !== "visible") { return true; }
-    }
-    return false;
-  };
-  const wide = [...document.body.querySelectorAll("*")].filter((element) => {
-    const box = element.getBoundingClientRect();
-    return box.width > 0 && box.right > width + 1 && !clipped(element);
-  });
-  return {
-    scrollWidth: document.documentElement.scrollWidth,
-    wide: wide.slice(0, 4).map((element) => element.outerHTML.slice(0, 160)),
-  };
-}"""
 
-
-def too_wide(page, paths: list[str]) -> dict[str, Any]:
-    """Each of ``paths`` (or, for "", the page already open) wider than the screen, with the
-    elements that stick out."""
-    found = {}
-    for path in paths:
-        if path:
-            page.goto(path)
-        measured = page.evaluate(MEASURE)
-        # The page fixture's axe-core check of this page finishes before the next one loads.
-        page.evaluate("() => window.__engageAxeRun || null")
-        if measured["scrollWidth"] > NARROW["width"]:
-            found[path or urlsplit(page.url).path] = measured
-    return found
-
-
-def browser_sign_in(page, email: str) -> None:
-    """Sign in through the sign-in page (and its code step for staff and custodians)."""
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
-    if urlsplit(page.url).path == "/sign-in/two-factor":
-        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in/two-factor")
 
 
 def browser_sign_out(page) -> None:

@@ -25,7 +25,9 @@ from newsletters.models import (
     SubscriptionStatus,
 )
 from newsletters.tokens import make_confirm_token, make_unsubscribe_token
-from tests.conftest import PASSWORD, post_form, sign_in, totp_code_for
+from tests.accessibility.checks import too_wide
+from tests.browser_support import browser_sign_in
+from tests.conftest import post_form, sign_in
 from tests.newsletters.support import make_campaign, make_list, subscribe_email, subscribe_user
 from tests.newsletters.test_archive import past_send
 from tests.newsletters.test_campaign_views import start_sending
@@ -304,53 +306,7 @@ def test_the_plain_text_preview_wraps_and_its_notice_is_not_a_live_region(client
 
 # Reflow at 320 px ---------------------------------------------------------------------------
 NARROW = {"width": 320, "height": 800}
-# The page's width, and the outermost elements that stick out of it (not those inside a
-# scrolling region, which scroll on their own).
-MEASURE = """() => {
-  const width = document.documentElement.clientWidth;
-  const clipped = (element) => {
-    for (let node = element.parentElement; node; node = node.parentElement) {
-      if (getComputedStyle(node).overflowX !== "visible") { return true; }
-    }
-    return false;
-  };
-  const wide = [...document.body.querySelectorAll("*")].filter((element) => {
-    const box = element.getBoundingClientRect();
-    return box.width > 0 && box.right > width + 1 && !clipped(element);
-  });
-  return {
-    scrollWidth: document.documentElement.scrollWidth,
-    wide: wide.slice(0, 4).map((element) => element.outerHTML.slice(0, 160)),
-  };
-}"""
 
-
-def too_wide(page, paths: list[str]) -> dict[str, Any]:
-    """Each of ``paths`` (or, for "", the page already open) wider than the screen, with the
-    elements that stick out."""
-    found = {}
-    for path in paths:
-        if path:
-            page.goto(path)
-        measured = page.evaluate(MEASURE)
-        # The page fixture's axe-core check of this page finishes before the next one loads.
-        page.evaluate("() => window.__engageAxeRun || null")
-        if measured["scrollWidth"] > NARROW["width"]:
-            found[path or urlsplit(page.url).path] = measured
-    return found
-
-
-def browser_sign_in(page, email: str) -> None:
-    """Sign in through the sign-in page (and its code step for staff)."""
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
-    if urlsplit(page.url).path == "/sign-in/two-factor":
-        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in/two-factor")
 
 
 @pytest.mark.browser

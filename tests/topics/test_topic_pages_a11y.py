@@ -22,7 +22,8 @@ from engage.topics.models import (
     TopicStatus,
     TopicStatusChange,
 )
-from tests.conftest import PASSWORD, post_form, sign_in, totp_code_for
+from tests.browser_support import browser_sign_in as _sign_in
+from tests.conftest import post_form, sign_in
 from tests.topics.conftest import tally_rows
 
 ERROR_SUMMARY = "Please correct the following"
@@ -287,18 +288,6 @@ def test_topic_pages_say_who_the_coordination_centre_is(client, as_role):
 
 
 # In the browser ---------------------------------------------------------------------------------
-def _sign_in(page, email: str) -> None:
-    """Sign in through the form (and the code step, when the account uses one)."""
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password", exact=True).fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in")
-    if urlsplit(page.url).path == "/sign-in/two-factor":
-        page.get_by_label("Code from your authenticator app").fill(totp_code_for(email))
-        page.get_by_role("button", name="Continue").click()
-        page.wait_for_url(lambda url: urlsplit(url).path != "/sign-in/two-factor")
-
 
 @pytest.fixture
 def busy_topic(make_topic, make_user, session) -> Topic:

@@ -8,8 +8,7 @@ Alliance way is to publish the priorities openly.
 
 from __future__ import annotations
 
-import json
-
+import sqlalchemy as sa
 from flask import Blueprint, Response, abort, render_template, url_for
 from flask_login import current_user
 
@@ -114,15 +113,21 @@ def results(round_id: int):
 @rounds.route("/<int:round_id>/ballots.json")
 def ballot_file(round_id: int):
     """The closed round's anonymised ballots and result, to recompute the tally with."""
-    round_ = get_session().get(PriorityRound, round_id)
-    if round_ is None or round_.closed_at is None or round_.ballot_file is None:
+    # The file as stored, as text: megabytes for a large round, never parsed and written again.
+    row = get_session().execute(
+        sa.select(
+            PriorityRound.closed_at,
+            PriorityRound.result,
+            sa.cast(PriorityRound.ballot_file, sa.Text).label("body"),
+        ).where(PriorityRound.id == round_id)
+    ).first()
+    if row is None or row.closed_at is None or row.body is None or row.body == "null":
         abort(404)
     is_staff = current_user.is_authenticated and current_user.is_staff
-    if not (is_staff or queries.ballots_are_public(round_.result)):
+    if not (is_staff or queries.ballots_are_public(row.result)):
         abort(404)  # a group too small to publish: staff only (see queries.ballots_are_public)
-    body = json.dumps(round_.ballot_file, ensure_ascii=False, indent=1, sort_keys=True)
     return Response(
-        body + "\n",
+        row.body + "\n",
         mimetype="application/json",
         headers={
             "Content-Disposition": f'attachment; filename="round-{round_id}-ballots.json"'

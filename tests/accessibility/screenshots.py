@@ -34,12 +34,15 @@ MAIN_PAGES = [
     ("participant", "leave", "consent.leave"),
     ("participant", "receipt", "consent.receipt"),
     ("participant", "account", "/account"),
+    ("participant", "round", "rounds.round_page"),
+    ("participant", "round-results", "rounds.results"),
     ("custodian", "registry", "governance.registry_inbox"),
     ("custodian", "decision", "governance.registry_proposal"),
     ("staff", "topic", "topics.detail"),
     ("staff", "governance", "/staff/governance"),
     ("staff", "consent-version", "consent_staff.version"),
     ("staff", "newsletter", "newsletters_staff.campaign"),
+    ("staff", "round", "rounds_staff.round_page"),
 ]
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
@@ -73,6 +74,39 @@ class LedgerReport:
 
     checked: int
     problems: list[str] = field(default_factory=list)
+
+
+def chain_head(
+    session: Session, seq: sa.ColumnElement[int], hash_: sa.ColumnElement[str], *where: Any
+) -> tuple[int, str]:
+    """The newest ``(seq, hash)`` of a chain whose events are numbered from 1 (the events
+    matching ``where``), or ``(0, GENESIS_HASH)`` when it has none yet. Callers hold a lock on
+    the chain's owner, so the next event's ``seq`` is this one's plus one."""
+    row = session.execute(sa.select(seq, hash_).where(*where).order_by(seq.desc()).limit(1)).first()
+    return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+
+def verify_numbered_chain(links: Iterable[ChainLink], report: LedgerReport) -> None:
+    """Check one chain whose links carry ``seq`` from 1, oldest first (streamed): each hash,
+    each link to the one before, and no gap in ``seq`` (a deleted event); count the links and
+    add the problems to ``report``."""
+    found: list[str] = []
+    expected_seq = 1
+
+    def numbered() -> Iterator[ChainLink]:
+        nonlocal expected_seq
+        for link in links:
+            if link.fields["seq"] != expected_seq:
+                found.append(
+                    f"{link.where}: expected seq {expected_seq}: an event is missing before it"
+                )
+            expected_seq = int(link.fields["seq"]) + 1
+            report.checked += 1
+            yield link
+
+    for problem in verify_chain(numbered()):
+        found.append(problem)
+    report.problems.extend(found)
 
 
 Verifier = Callable[[Session], LedgerReport]

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from engage.db import lock_rows
 from engage.hashchain import (
-    GENESIS_HASH,
     ChainLink,
     LedgerReport,
     chain_hash,
+    chain_head,
     timestamp,
-    verify_chain,
+    verify_numbered_chain,
 )
 from governance.models import DecisionEvent, DecisionEventKind, DecisionThread, Proposal
 
@@ -45,16 +45,6 @@ def event_fields(
     }
 
 
-def _head(session: Session, proposal_id: int) -> tuple[int, str]:
-    row = session.execute(
-        sa.select(DecisionEvent.seq, DecisionEvent.hash)
-        .where(DecisionEvent.proposal_id == proposal_id)
-        .order_by(DecisionEvent.seq.desc())
-        .limit(1)
-    ).first()
-    return (row.seq, row.hash) if row else (0, GENESIS_HASH)
-
-
 def append_event(
     session: Session,
     thread: DecisionThread,
@@ -72,7 +62,12 @@ def append_event(
     :func:`lock_proposal`, so the check and the append see the same state.
     """
     lock_proposal(session, thread.proposal_id)
-    seq, prev_hash = _head(session, thread.proposal_id)
+    seq, prev_hash = chain_head(
+        session,
+        DecisionEvent.seq,
+        DecisionEvent.hash,
+        DecisionEvent.proposal_id == thread.proposal_id,
+    )
     fields = event_fields(
         proposal_id=thread.proposal_id,
         thread_id=thread.id,
@@ -133,15 +128,6 @@ def verify(session: Session) -> LedgerReport:
         sa.select(DecisionEvent.proposal_id).distinct().order_by(DecisionEvent.proposal_id)
     ).all()
     for proposal_id in proposal_ids:
-        expected_seq = 1
-        links = list(_links(session, proposal_id))
-        for link in links:
-            if link.fields["seq"] != expected_seq:
-                report.problems.append(
-                    f"{link.where}: expected seq {expected_seq}: an event is missing before it"
-                )
-            expected_seq = int(link.fields["seq"]) + 1
-        report.problems.extend(verify_chain(iter(links)))
-        report.checked += len(links)
+        verify_numbered_chain(_links(session, proposal_id), report)
         session.expunge_all()
     return report

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from engage.db import lock_rows
 from engage.hashchain import (
-    GENESIS_HASH,
     ChainLink,
     LedgerReport,
     chain_hash,
+    chain_head,
     timestamp,
-    verify_chain,
+    verify_numbered_chain,
 )
 from engage.rounds.models import Ballot, BallotEvent, PriorityRound
 
@@ -57,16 +57,6 @@ def lock_round(session: Session, round_id: int) -> None:
     lock_rows(session, PriorityRound, [round_id])
 
 
-def _head(session: Session, round_id: int) -> tuple[int, str]:
-    row = session.execute(
-        sa.select(BallotEvent.seq, BallotEvent.hash)
-        .where(BallotEvent.round_id == round_id)
-        .order_by(BallotEvent.seq.desc())
-        .limit(1)
-    ).first()
-    return (row.seq, row.hash) if row else (0, GENESIS_HASH)
-
-
 def append_event(
     session: Session,
     *,
@@ -83,7 +73,9 @@ def append_event(
     check the round's state lock it before reading, through :func:`lock_round`.
     """
     lock_round(session, round_id)
-    seq, prev_hash = _head(session, round_id)
+    seq, prev_hash = chain_head(
+        session, BallotEvent.seq, BallotEvent.hash, BallotEvent.round_id == round_id
+    )
     fields = event_fields(
         round_id=round_id,
         seq=seq + 1,
@@ -125,32 +117,22 @@ def _links(session: Session) -> Iterator[tuple[int, ChainLink]]:
         .execution_options(yield_per=VERIFY_BATCH)
     )
     for row in rows:
-        yield row.round_id, ChainLink(
-            where=f"ballot event {row.id} (round {row.round_id}, seq {row.seq})",
-            fields=event_fields(
-                round_id=row.round_id,
-                seq=row.seq,
-                ballot_uid=row.ballot_uid,
-                group_code=row.group_code,
-                ranking=row.ranking,
-                cast_at=row.cast_at,
+        yield (
+            row.round_id,
+            ChainLink(
+                where=f"ballot event {row.id} (round {row.round_id}, seq {row.seq})",
+                fields=event_fields(
+                    round_id=row.round_id,
+                    seq=row.seq,
+                    ballot_uid=row.ballot_uid,
+                    group_code=row.group_code,
+                    ranking=row.ranking,
+                    cast_at=row.cast_at,
+                ),
+                prev_hash=row.prev_hash,
+                hash=row.hash,
             ),
-            prev_hash=row.prev_hash,
-            hash=row.hash,
         )
-
-
-def _in_sequence(chain: Iterator[ChainLink], report: LedgerReport) -> Iterator[ChainLink]:
-    """Pass one round's links on, counting them and noting each gap in ``seq``."""
-    expected_seq = 1
-    for link in chain:
-        if link.fields["seq"] != expected_seq:
-            report.problems.append(
-                f"{link.where}: expected seq {expected_seq}: an event is missing before it"
-            )
-        expected_seq = int(link.fields["seq"]) + 1
-        report.checked += 1
-        yield link
 
 
 def _check_ballots(session: Session) -> list[str]:
@@ -178,15 +160,11 @@ def _check_ballots(session: Session) -> list[str]:
         )
         .outerjoin(
             newest,
-            sa.and_(
-                newest.c.round_id == Ballot.round_id, newest.c.ballot_uid == Ballot.ballot_uid
-            ),
+            sa.and_(newest.c.round_id == Ballot.round_id, newest.c.ballot_uid == Ballot.ballot_uid),
         )
         .outerjoin(
             BallotEvent,
-            sa.and_(
-                BallotEvent.round_id == newest.c.round_id, BallotEvent.seq == newest.c.seq
-            ),
+            sa.and_(BallotEvent.round_id == newest.c.round_id, BallotEvent.seq == newest.c.seq),
         )
         .order_by(Ballot.id)
         .execution_options(yield_per=VERIFY_BATCH)
@@ -201,8 +179,7 @@ def _check_ballots(session: Session) -> list[str]:
             problems.append(f"{where}: its ranking or group is not its newest event's")
         if row.version != row.saves:
             problems.append(
-                f"{where}: says it was saved {row.version} time(s), the chain records "
-                f"{row.saves}"
+                f"{where}: says it was saved {row.version} time(s), the chain records {row.saves}"
             )
     return problems
 
@@ -213,7 +190,6 @@ def verify(session: Session) -> LedgerReport:
     report = LedgerReport(checked=0)
     # Streamed round by round: a round's chain may be far larger than is worth holding.
     for _round_id, chain in groupby(_links(session), key=itemgetter(0)):
-        links = (link for _, link in chain)
-        report.problems.extend(verify_chain(_in_sequence(links, report)))
+        verify_numbered_chain((link for _, link in chain), report)
     report.problems.extend(_check_ballots(session))
     return report

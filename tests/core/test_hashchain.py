@@ -14,6 +14,7 @@ from engage.hashchain import (
     canonical_json,
     chain_hash,
     verify_chain,
+    verify_numbered_chain,
 )
 
 
@@ -78,3 +79,26 @@ def test_ledgers_run_every_registered_verifier_once():
         "first": (3, []),
         "second": (1, ["bad"]),
     }
+
+
+def test_a_numbered_chain_reports_a_missing_event_and_a_changed_one_and_counts_the_rest():
+    intact = LedgerReport(checked=0)
+    verify_numbered_chain(iter(build(EVENTS)), intact)
+    assert intact == LedgerReport(checked=4, problems=[])
+
+    gap = LedgerReport(checked=0)
+    events = [dict(event) for event in EVENTS]
+    del events[1]  # seq 2 removed and the chain rebuilt over the rest: only the gap shows
+    verify_numbered_chain(iter(build(events)), gap)
+    assert gap.checked == 3
+    assert gap.problems == ["event 1: expected seq 2: an event is missing before it"]
+
+    changed = build(EVENTS)
+    changed[2] = ChainLink(
+        "event 2", {**changed[2].fields, "decision": "x"}, changed[2].prev_hash, changed[2].hash
+    )
+    report = LedgerReport(checked=0)
+    verify_numbered_chain(iter(changed), report)
+    assert report.problems == [
+        "event 2: its content does not match its hash (changed after the fact)"
+    ]

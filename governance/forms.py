@@ -16,8 +16,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from engage.accounts.forms import MultiCheckboxField
 from engage.choices import LANGUAGE_CHOICES
+from engage.form_fields import MultiCheckboxField
 from engage.forms import Form, choices, strip
 from engage.timeutil import utcnow
 from governance.decisions import MAX_TEXT_LENGTH

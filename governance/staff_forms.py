@@ -7,31 +7,20 @@ lengths) so an over-long text is shown next to its field; the services still dec
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from wtforms import HiddenField, RadioField, SelectField, StringField, TextAreaField
-from wtforms.fields import DateTimeLocalField
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Optional, ValidationError
 
-from engage.accounts.forms import MultiCheckboxField
 from engage.choices import LANGUAGE_CHOICES
+from engage.form_fields import Checkboxes, UtcDateTime, max_length
 from engage.forms import Form, choices, strip
-from engage.timeutil import utcnow
 from governance import catalogue
 from governance.models import AnalysisMode
 from governance.proposal_details import TEXT_LIMITS
 from governance.proposals import MAX_REASON_LENGTH
 
-# The one format of <input type="datetime-local"> without seconds.
-DATETIME_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
-# A deadline further away than this is a typing mistake (a year 20260), not a plan.
-MAX_YEARS_AHEAD = 10
 NO_TOPIC = ""
-
-
-def _length(limit: int) -> Length:
-    return Length(max=limit, message=f"Use at most {limit:,} characters.")
 
 
 def _text(label: str, name: str, *, area: bool = False, description: str = "") -> Any:
@@ -43,60 +32,9 @@ def _text(label: str, name: str, *, area: bool = False, description: str = "") -
         description=description,
         validators=[
             DataRequired(message=f"Write the {label.lower()}."),
-            _length(TEXT_LIMITS[name]),
+            max_length(TEXT_LIMITS[name]),
         ],
     )
-
-
-class _UtcDateTime(DateTimeLocalField):
-    """A ``datetime-local`` input read as UTC (the page says so): an aware datetime."""
-
-    def __init__(self, label: str, **kwargs: Any) -> None:
-        kwargs.setdefault("format", DATETIME_LOCAL_FORMAT)
-        super().__init__(label, **kwargs)
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Parse the value as UTC; a blank one is left to the required check, a far-off year
-        is refused."""
-        self.data = None
-        text = " ".join(str(value) for value in valuelist).strip()
-        if not any(valuelist):  # nothing typed: the required check (spaces are refused below)
-            return
-        for fmt in self.strptime_format:
-            try:
-                parsed = datetime.strptime(text, fmt)  # noqa: DTZ007 - UTC is attached below
-            except ValueError:
-                continue
-            break
-        else:
-            raise ValueError("Give a date and time, e.g. 2030-05-01 14:00.")
-        if parsed.year > utcnow().year + MAX_YEARS_AHEAD:
-            raise ValueError(f"Choose a date within the next {MAX_YEARS_AHEAD} years.")
-        self.data = parsed.replace(tzinfo=UTC)
-
-    def _value(self) -> str:
-        if self.raw_data:
-            return " ".join(self.raw_data)
-        if isinstance(self.data, datetime):
-            return self.data.astimezone(UTC).strftime(DATETIME_LOCAL_FORMAT)
-        return ""
-
-
-class _Checkboxes(MultiCheckboxField):
-    """Checkboxes whose every refusal (a value not offered, or not even a number) reads as
-    ``invalid_choice_message``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The form macros render a "MultiCheckboxField" as a fieldset of checkboxes.
-        self.type = "MultiCheckboxField"
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Coerce the ticked values; one that cannot be is a choice not offered."""
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            raise ValueError(self.invalid_choice_message) from None
 
 
 class ProposalForm(Form):
@@ -139,20 +77,20 @@ class ProposalForm(Form):
         invalid_choice_message="Choose a topic from the list, or None.",
         validators=[Optional()],
     )
-    decision_deadline = _UtcDateTime(
+    decision_deadline = UtcDateTime(
         "Decision deadline (UTC)",
         description="Date and time in UTC (Coordinated Universal Time), at least one day "
         "from now. Registries can be given more time later.",
         validators=[InputRequired(message="Give the decision deadline as a date and time.")],
     )
-    scope_codes = _Checkboxes(
+    scope_codes = Checkboxes(
         "Consent scopes the project needs",
         invalid_choice_message="Choose among the scopes of the published consent form "
         "(reload the page to see them).",
         description="Choose among the scopes of the published consent form.",
         validators=[InputRequired(message="Choose at least one consent scope.")],
     )
-    variable_ids = _Checkboxes(
+    variable_ids = Checkboxes(
         "Variables the project requests",
         invalid_choice_message="Choose among the variables the catalogue offers; one you "
         "chose is no longer offered (it may have been retired): reload the page.",
@@ -194,7 +132,7 @@ class ReasonForm(Form):
     reason = TextAreaField(
         "Reason",
         filters=[strip],
-        validators=[DataRequired(message="Give a reason."), _length(MAX_REASON_LENGTH)],
+        validators=[DataRequired(message="Give a reason."), max_length(MAX_REASON_LENGTH)],
     )
 
 
@@ -202,14 +140,14 @@ class OptionalReasonForm(Form):
     """A step that may carry a note."""
 
     reason = TextAreaField(
-        "Note (optional)", filters=[strip], validators=[Optional(), _length(MAX_REASON_LENGTH)]
+        "Note (optional)", filters=[strip], validators=[Optional(), max_length(MAX_REASON_LENGTH)]
     )
 
 
 class DispatchForm(Form):
     """The registries a screened proposal is sent to."""
 
-    registry_ids = _Checkboxes(
+    registry_ids = Checkboxes(
         "Registries to send the proposal to",
         invalid_choice_message="Choose among the registries listed (reload the page to see "
         "the registries taking part now).",
@@ -226,7 +164,7 @@ class DispatchForm(Form):
 class ExtendDeadlineForm(Form):
     """Give one registry more time."""
 
-    deadline = _UtcDateTime(
+    deadline = UtcDateTime(
         "New deadline (UTC)",
         validators=[InputRequired(message="Give the new deadline as a date and time.")],
     )
@@ -235,7 +173,7 @@ class ExtendDeadlineForm(Form):
         filters=[strip],
         validators=[
             DataRequired(message="Give a reason for the extension."),
-            _length(MAX_REASON_LENGTH),
+            max_length(MAX_REASON_LENGTH),
         ],
     )
 
@@ -248,14 +186,14 @@ class VariableForm(Form):
         filters=[strip],
         description="2 to 40 capital letters, digits or underscores, starting with a letter, "
         "e.g. DMT_EXPOSURE. It cannot change once a proposal requests the variable.",
-        validators=[DataRequired(message="Write the variable's code."), _length(40)],
+        validators=[DataRequired(message="Write the variable's code."), max_length(40)],
     )
     name = StringField(
         "Name",
         filters=[strip],
         validators=[
             DataRequired(message="Write the variable's name."),
-            _length(catalogue.MAX_NAME_LENGTH),
+            max_length(catalogue.MAX_NAME_LENGTH),
         ],
     )
     domain = StringField(
@@ -264,7 +202,7 @@ class VariableForm(Form):
         description="The group it is listed under, e.g. Disease course.",
         validators=[
             DataRequired(message="Write the variable's domain."),
-            _length(catalogue.MAX_DOMAIN_LENGTH),
+            max_length(catalogue.MAX_DOMAIN_LENGTH),
         ],
     )
     description = TextAreaField(
@@ -272,7 +210,7 @@ class VariableForm(Form):
         filters=[strip],
         validators=[
             DataRequired(message="Write the variable's description."),
-            _length(catalogue.MAX_DESCRIPTION_LENGTH),
+            max_length(catalogue.MAX_DESCRIPTION_LENGTH),
         ],
     )
 

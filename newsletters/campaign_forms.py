@@ -10,8 +10,8 @@ from wtforms import RadioField, SelectField, SelectMultipleField, StringField, T
 from wtforms.fields import DateTimeLocalField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from engage.accounts.forms import MultiCheckboxField
 from engage.choices import LANGUAGE_CHOICES, country_choices
+from engage.form_fields import MultiCheckboxField
 from engage.forms import Form, choices, strip
 from newsletters.campaigns import (
     AUDIENCE_ROLES,

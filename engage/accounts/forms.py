@@ -8,7 +8,6 @@ from wtforms import (
     PasswordField,
     RadioField,
     SelectField,
-    SelectMultipleField,
     StringField,
     TextAreaField,
 )
@@ -21,10 +20,10 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from engage.accounts.models import SIGN_UP_ROLE_CHOICES, Role
 from engage.choices import LANGUAGE_CHOICES, country_choices
+from engage.form_fields import MultiCheckboxField
 from engage.forms import Form, choices, strip
 from engage.names import PersonName, tidy_name_filter
 from engage.security import MAX_PASSWORD_LENGTH, password_problem
@@ -324,13 +323,6 @@ class ProfileForm(CountryLanguageMixin, Form):
         """Organisation members keep their organisation's name."""
         if self._role == Role.ORGANISATION and not field.data:
             raise ValidationError("Enter the name of your MS organisation.")
-
-
-class MultiCheckboxField(SelectMultipleField):
-    """A list of checkboxes."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class EnrolmentForm(Form):

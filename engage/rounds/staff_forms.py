@@ -7,7 +7,6 @@ over-long text is shown next to its field; the services still decide.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from wtforms import (
@@ -18,27 +17,20 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.fields import DateTimeLocalField
 from wtforms.validators import (
     DataRequired,
     InputRequired,
-    Length,
     NumberRange,
     Optional,
     ValidationError,
 )
 
-from engage.accounts.forms import MultiCheckboxField
+from engage.form_fields import Checkboxes, UtcDateTime, max_length
 from engage.forms import Form, choices, strip
 from engage.rounds import setup, workshop
 from engage.rounds.models import DEFAULT_MAX_RANKS, EvidenceStatus
 from engage.rounds.rules import DEFAULT_GROUPS
-from engage.timeutil import utcnow
 
-# The one format of <input type="datetime-local"> without seconds.
-DATETIME_LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
-# A time further away than this is a typing mistake (a year 20260), not a plan.
-MAX_YEARS_AHEAD = 10
 NO_TOPIC = ""
 # The largest id an integer column holds (PostgreSQL's integer).
 MAX_ID = 2**31 - 1
@@ -59,61 +51,6 @@ EVIDENCE_CHOICES = [
 ]
 
 
-def _length(limit: int) -> Length:
-    return Length(max=limit, message=f"Use at most {limit:,} characters.")
-
-
-class UtcDateTime(DateTimeLocalField):
-    """A ``datetime-local`` input read as UTC (the page says so): an aware datetime."""
-
-    def __init__(self, label: str, **kwargs: Any) -> None:
-        kwargs.setdefault("format", DATETIME_LOCAL_FORMAT)
-        super().__init__(label, **kwargs)
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Parse the value as UTC; a blank one is left to the required check, a far-off year
-        is refused."""
-        self.data = None
-        text = " ".join(str(value) for value in valuelist).strip()
-        if not any(valuelist):
-            return
-        for fmt in self.strptime_format:
-            try:
-                parsed = datetime.strptime(text, fmt)  # noqa: DTZ007 - UTC is attached below
-            except ValueError:
-                continue
-            break
-        else:
-            raise ValueError("Give a date and time, e.g. 2030-05-01 14:00.")
-        if parsed.year > utcnow().year + MAX_YEARS_AHEAD:
-            raise ValueError(f"Choose a date within the next {MAX_YEARS_AHEAD} years.")
-        self.data = parsed.replace(tzinfo=UTC)
-
-    def _value(self) -> str:
-        if self.raw_data:
-            return " ".join(self.raw_data)
-        if isinstance(self.data, datetime):
-            return self.data.astimezone(UTC).strftime(DATETIME_LOCAL_FORMAT)
-        return ""
-
-
-class Checkboxes(MultiCheckboxField):
-    """Checkboxes whose every refusal (a value not offered, or not even a number) reads as
-    ``invalid_choice_message``."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # The form macros render a "MultiCheckboxField" as a fieldset of checkboxes.
-        self.type = "MultiCheckboxField"
-
-    def process_formdata(self, valuelist: list[Any]) -> None:
-        """Coerce the ticked values; one that cannot be is a choice not offered."""
-        try:
-            super().process_formdata(valuelist)
-        except ValueError:
-            raise ValueError(self.invalid_choice_message) from None
-
-
 class RoundForm(Form):
     """A round's details."""
 
@@ -123,7 +60,7 @@ class RoundForm(Form):
         description="For example: Priorities for MS treatment research 2027.",
         validators=[
             DataRequired(message="Write the round's title."),
-            _length(setup.TITLE_MAX_LENGTH),
+            max_length(setup.TITLE_MAX_LENGTH),
         ],
     )
     question = TextAreaField(
@@ -133,7 +70,7 @@ class RoundForm(Form):
         "to you?",
         validators=[
             DataRequired(message="Write the question people answer."),
-            _length(setup.QUESTION_MAX_LENGTH),
+            max_length(setup.QUESTION_MAX_LENGTH),
         ],
     )
     roles = Checkboxes(
@@ -208,13 +145,13 @@ class ShortlistForm(Form):
         description="What is already known, in plain words, e.g. “Partly answered: one small "
         "trial; see the review linked”. Required for a partly answered question unless you "
         "give a link.",
-        validators=[Optional(), _length(setup.EVIDENCE_NOTE_MAX_LENGTH)],
+        validators=[Optional(), max_length(setup.EVIDENCE_NOTE_MAX_LENGTH)],
     )
     evidence_url = StringField(
         "Link to the evidence (optional)",
         filters=[strip],
         description="A web address starting https://, e.g. a systematic review.",
-        validators=[Optional(), _length(setup.EVIDENCE_URL_MAX_LENGTH)],
+        validators=[Optional(), max_length(setup.EVIDENCE_URL_MAX_LENGTH)],
     )
 
     def __init__(self, *args: Any, topics: list[tuple[int, str]], **kwargs: Any) -> None:
@@ -301,13 +238,13 @@ def workshop_form(places: int, topics: list[tuple[int, str]], **kwargs: Any) -> 
             f"Reason for place {n}",
             filters=[strip],
             description="Needed when this place differs from the survey.",
-            validators=[Optional(), _length(workshop.REASON_MAX_LENGTH)],
+            validators=[Optional(), max_length(workshop.REASON_MAX_LENGTH)],
         )
     fields["note"] = TextAreaField(
         "Note about the workshop (optional)",
         filters=[strip],
         description="Shown with the agreed list, e.g. who took part and how they decided.",
-        validators=[Optional(), _length(workshop.NOTE_MAX_LENGTH)],
+        validators=[Optional(), max_length(workshop.NOTE_MAX_LENGTH)],
     )
     form_class = type("AgreedTopForm", (WorkshopForm,), fields)
     return form_class(**kwargs)

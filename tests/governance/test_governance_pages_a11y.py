@@ -5,10 +5,8 @@ back to the decision afterwards, and messages after an action are announced."""
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import timedelta
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +28,7 @@ from tests.browser_support import browser_sign_in
 from tests.conftest import post_form, sign_in
 from tests.consent_support import publish
 from tests.governance.support import kinds_of, ledger_size, make_proposal, set_proposal_status
+from tests.page_support import announced, by_id, elements, follow_to, text_of
 
 # Long names, codes and addresses, as real registries and hospitals have them: they must wrap.
 REGISTRY_NAME = "Registro Nazionale Sclerosi Multipla e Patologie Neuroimmunologiche Correlate"
@@ -43,12 +42,6 @@ LONG_CODE = "DISEASE_MODIFYING_THERAPY_EXPOSURE_DAYS"
 PSEUDONYM = "3f2a9c1e-7b4d-4e8a-9c0f-1a2b3c4d5e6f"
 CUSTODIAN_EMAIL = "registry.custodian.with.a.long.address@regional-hospital-network.example.org"
 PROPOSER_EMAIL = "consultant.neurologist.long.address@university-hospital-network.example.org"
-
-
-def text_of(response) -> str:
-    """The page's text as a person reads it: tags removed, spaces collapsed."""
-    body = response.get_data(as_text=True)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
 
 
 def thread_status(session, thread_id: int) -> ThreadStatus:
@@ -130,52 +123,6 @@ def world(session, make_user, make_registry) -> dict[str, Any]:
     }
 
 
-class _Elements(HTMLParser):
-    """Every element's tag and attributes, in document order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, {name: value or "" for name, value in attrs}))
-
-
-def elements(response) -> list[tuple[str, dict[str, str]]]:
-    parser = _Elements()
-    parser.feed(response.get_data(as_text=True))
-    return parser.found
-
-
-def by_id(response, element_id: str) -> dict[str, str]:
-    """The attributes of the element with ``element_id`` (fails when there is none)."""
-    matches = [attrs for _tag, attrs in elements(response) if attrs.get("id") == element_id]
-    assert len(matches) == 1, f"{len(matches)} elements with id {element_id!r}"
-    return matches[0]
-
-
-def assert_focus_returns_to(client, response, element_id: str) -> None:
-    """``response`` redirects to a page naming ``element_id`` in its address, and that element
-    takes the focus (data-return-focus) and has a name."""
-    assert response.status_code in (302, 303)
-    location = response.headers["Location"]
-    assert urlsplit(location).fragment == element_id, location
-    target = by_id(client.get(location), element_id)
-    assert "data-return-focus" in target
-    assert target.get("aria-labelledby") or target.get("aria-label"), target
-
-
-def announced(response) -> list[str]:
-    """The texts the page has engage.js announce (elements marked data-announce)."""
-    body = response.get_data(as_text=True)
-    return [
-        html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", inner))).strip()
-        for inner in re.findall(
-            r"<(?:div|p)[^>]*\sdata-announce[^>]*>(.*?)</(?:div|p)>", body, re.S
-        )
-    ]
-
-
 def decision_page(proposal_id: int, step: str = "") -> str:
     return f"/governance/registries/{REGISTRY_CODE}/proposals/{proposal_id}{step}"
 
@@ -230,7 +177,7 @@ def test_a_chosen_decision_is_shown_back_and_nothing_is_recorded_until_it_is_sen
 
     sent = post_form(client, send_forms[0], data)
 
-    assert_focus_returns_to(client, sent, "decision")
+    follow_to(client, sent, "decision", named=True)
     assert thread_status(session, thread.id) != ThreadStatus.SENT
     assert len(kinds_of(session, thread)) == 2
 
@@ -386,7 +333,7 @@ def test_consent_notices_explain_the_pseudonym_and_keep_the_scope_code_technical
     done = post_form(
         client, f"/governance/registries/{REGISTRY_CODE}/notices/{notice_id}/acknowledge"
     )
-    assert_focus_returns_to(client, done, "notices")
+    follow_to(client, done, "notices", named=True)
 
 
 def test_the_token_page_explains_tokens_and_announces_a_new_one_without_reading_it_out(
@@ -411,7 +358,7 @@ def test_the_token_page_explains_tokens_and_announces_a_new_one_without_reading_
     assert "a code made from the token that cannot be turned back" in text_of(created)
     (token_id,) = re.findall(r"/governance/tokens/(\d+)/revoke", body)[-1:]
     revoked = post_form(client, f"/governance/tokens/{token_id}/revoke")
-    assert_focus_returns_to(client, revoked, "tokens")
+    follow_to(client, revoked, "tokens", named=True)
 
 
 # Notices, tables and focus -------------------------------------------------------------------
@@ -462,12 +409,12 @@ def test_after_a_proposer_or_staff_step_focus_returns_to_the_proposal_status(
     set_proposal_status(session, draft, ProposalStatus.DRAFT)
     sign_in(client, world["proposer"])
     submitted = post_form(client, f"/governance/proposals/{draft.id}/submit")
-    assert_focus_returns_to(client, submitted, "proposal-status")
+    follow_to(client, submitted, "proposal-status", named=True)
 
     staff_client = client.application.test_client()
     sign_in(staff_client, world["staff"])
     screening = post_form(staff_client, f"/staff/governance/proposals/{draft.id}/screening")
-    assert_focus_returns_to(staff_client, screening, "proposal-status")
+    follow_to(staff_client, screening, "proposal-status", named=True)
 
 
 # Reflow at 320 px ---------------------------------------------------------------------------

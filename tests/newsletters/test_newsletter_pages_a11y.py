@@ -5,11 +5,8 @@ button does and offers a way back, and a list's audience is chosen, never assume
 
 from __future__ import annotations
 
-import html
 import re
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +28,7 @@ from tests.conftest import post_form, sign_in
 from tests.newsletters.support import make_campaign, make_list, subscribe_email, subscribe_user
 from tests.newsletters.test_archive import past_send
 from tests.newsletters.test_campaign_views import start_sending
+from tests.page_support import announced, by_id, elements, follow_to, text_of
 
 # The app's SECRET_KEY in the tests (tokens in links are signed with it).
 SECRET = "testing-secret-key-not-for-production"
@@ -40,57 +38,6 @@ PARTICIPANT_EMAIL = "participant.with.a.long.address@university-hospital-network
 SUPPRESSED_EMAIL = "bounced.address.of.someone.who.moved@old-hospital-network.example.org"
 SUBJECT = "Neurofilament-light-chain results from the interferon-beta-1a/glatiramer-acetate study"
 LONG_LINK = "https://research.example.org/studies/neurofilament-light-chain/results-2027/summary"
-
-
-def text_of(response) -> str:
-    """The page's text as a person reads it: tags removed, spaces collapsed."""
-    body = response.get_data(as_text=True)
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body)))
-
-
-class _Elements(HTMLParser):
-    """Every element's tag and attributes, in document order."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.found: list[tuple[str, dict[str, str]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.found.append((tag, {name: value or "" for name, value in attrs}))
-
-
-def elements(response) -> list[tuple[str, dict[str, str]]]:
-    parser = _Elements()
-    parser.feed(response.get_data(as_text=True))
-    return parser.found
-
-
-def by_id(response, element_id: str) -> dict[str, str]:
-    """The attributes of the element with ``element_id`` (fails when there is none)."""
-    matches = [attrs for _tag, attrs in elements(response) if attrs.get("id") == element_id]
-    assert len(matches) == 1, f"{len(matches)} elements with id {element_id!r}"
-    return matches[0]
-
-
-def announced(response) -> list[str]:
-    """The texts the page has engage.js announce (elements marked data-announce)."""
-    body = response.get_data(as_text=True)
-    found = re.findall(r"<(div|p)[^>]*\sdata-announce[^>]*>(.*?)</\1>", body, re.S)
-    return [
-        html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", inner))).strip()
-        for _, inner in found
-    ]
-
-
-def follow_to(client, response, element_id: str):
-    """The page ``response`` redirects to, after checking that its address names
-    ``element_id`` and that the element takes the focus there (data-return-focus)."""
-    assert response.status_code in (302, 303)
-    location = response.headers["Location"]
-    assert urlsplit(location).fragment == element_id, location
-    page = client.get(location)
-    assert "data-return-focus" in by_id(page, element_id)
-    return page
 
 
 def assert_no_live_roles_on_notices(response) -> None:

@@ -57,6 +57,13 @@ def refused(message: str, location: str, category: str = "error", status: int = 
     return redirect(location, code=status)
 
 
+def with_error(form: Any, error: Exception) -> Any:
+    """``form`` with a service's refusal as an error of the whole form (the error summary
+    shows it first)."""
+    form.form_errors.append(str(error))
+    return form
+
+
 def page_arg() -> int:
     """The ``page`` query argument, clamped to a sane positive integer."""
     page = request.args.get("page", 1, type=int) or 1

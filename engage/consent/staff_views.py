@@ -49,15 +49,9 @@ from engage.db import get_session
 from engage.forms import Form
 from engage.security import roles_required
 from engage.timeutil import utcnow
-from engage.views import commit_or_explain, saved, signed_in_person
+from engage.views import commit_or_explain, saved, signed_in_person, with_error
 
 consent_staff = Blueprint("consent_staff", __name__, url_prefix="/staff/consent")
-
-
-def _with_error(form: Form, exc: ConsentError) -> Form:
-    """``form`` with the refusal's message as an error of the whole form."""
-    form.form_errors.append(str(exc))
-    return form
 
 
 # Form versions ------------------------------------------------------------------------------------
@@ -127,7 +121,7 @@ def new_version():
                 session, signed_in_person(), _version_details(form), utcnow()
             ),
             errors=ConsentError,
-            explain=lambda exc: _render_version_form(_with_error(form, exc), None),
+            explain=lambda exc: _render_version_form(with_error(form, exc), None),
             done=lambda version: saved(
                 f"Version {version.number} is a draft: check its scopes, then publish.",
                 _version_url(version),
@@ -188,7 +182,7 @@ def edit_version(version_id: int):
                 session, signed_in_person(), found, _version_details(form), utcnow()
             ),
             errors=ConsentError,
-            explain=lambda exc: _render_version_form(_with_error(form, exc), found),
+            explain=lambda exc: _render_version_form(with_error(form, exc), found),
             done=lambda _: saved("Saved.", _version_url(found)),
         )
     return _render_version_form(form, found)
@@ -219,7 +213,7 @@ def add_scope(version_id: int):
         ),
         errors=ConsentError,
         explain=lambda exc: _render_version(
-            _version(version_id), 400, scope_form=_with_error(form, exc), failed=form
+            _version(version_id), 400, scope_form=with_error(form, exc), failed=form
         ),
         done=lambda _: saved(f"Scope {form.code.data} added.", _version_url(found, "#scopes")),
     )
@@ -263,7 +257,7 @@ def edit_scope(scope_id: int):
                 session, signed_in_person(), scope, _scope_details(form), utcnow()
             ),
             errors=ConsentError,
-            explain=lambda exc: _render_scope_form(_with_error(form, exc), scope, found),
+            explain=lambda exc: _render_scope_form(with_error(form, exc), scope, found),
             done=lambda _: saved("Scope saved.", _version_url(found, "#scopes")),
         )
     return _render_scope_form(form, scope, found)
@@ -281,7 +275,7 @@ def remove_scope(scope_id: int):
     return commit_or_explain(
         lambda session: versions.remove_scope(session, signed_in_person(), scope, utcnow()),
         errors=ConsentError,
-        explain=lambda exc: _render_version(_version(found.id), 400, failed=_with_error(form, exc)),
+        explain=lambda exc: _render_version(_version(found.id), 400, failed=with_error(form, exc)),
         done=lambda _: saved(
             f"Scope {form.code.data} removed from the draft.", _version_url(found, "#scopes")
         ),
@@ -308,7 +302,7 @@ def publish(version_id: int):
         ),
         errors=ConsentError,
         explain=lambda exc: _render_version(
-            _version(version_id), 400, publish_form=_with_error(form, exc), failed=form
+            _version(version_id), 400, publish_form=with_error(form, exc), failed=form
         ),
         done=lambda outcome: saved(_published_message(outcome), _version_url(found)),
     )
@@ -369,7 +363,7 @@ def update_erasure(request_id: int):
     return commit_or_explain(
         move_on,
         errors=ConsentError,
-        explain=lambda exc: _render_erasure_queue(400, _with_error(form, exc), request_id),
+        explain=lambda exc: _render_erasure_queue(400, with_error(form, exc), request_id),
         done=lambda _: saved(
             f"Request {found.id} is now “{found.status.label.split(':')[0].lower()}”.",
             url_for("consent_staff.erasure_queue"),
@@ -423,7 +417,7 @@ def participant(user_id: int):
             lambda session: _record_paper_form(session, subject, form, now),
             errors=ConsentError,
             explain=lambda exc: _render_participant(
-                subject, board, _with_error(form, exc), refusal_status(exc)
+                subject, board, with_error(form, exc), refusal_status(exc)
             ),
             done=lambda outcome: saved(
                 "The paper form is recorded; the participant has been sent a receipt."

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from engage.accounts.models import Role
 from engage.db import get_session
-from engage.forms import Form
 from engage.rounds import setup, workshop
 from engage.rounds.models import Ballot, EvidenceStatus, PriorityRound, ShortlistItem
 from engage.rounds.rules import NotAllowed, RoundError, RoundState, state
@@ -34,7 +33,7 @@ from engage.rounds.tally import RoundResult
 from engage.security import roles_required
 from engage.timeutil import utcnow
 from engage.topics.models import Topic, TopicStatus
-from engage.views import commit_or_explain, refused, saved, signed_in_person
+from engage.views import commit_or_explain, refused, saved, signed_in_person, with_error
 
 rounds_staff = Blueprint("rounds_staff", __name__, url_prefix="/staff/rounds")
 
@@ -45,11 +44,6 @@ CANDIDATE_LIMIT = 500
 
 def _status(exc: RoundError) -> int:
     return 403 if isinstance(exc, NotAllowed) else 400
-
-
-def _with_error(form: Form, exc: RoundError) -> Form:
-    form.form_errors.append(str(exc))
-    return form
 
 
 def _round(round_id: int) -> PriorityRound:
@@ -129,7 +123,7 @@ def new_round():
                 session, signed_in_person(), form.details(), utcnow()
             ),
             errors=RoundError,
-            explain=lambda exc: _render_form(_with_error(form, exc), None, _status(exc)),
+            explain=lambda exc: _render_form(with_error(form, exc), None, _status(exc)),
             done=lambda created: saved(
                 "The round is created. Now add the topics of its shortlist.",
                 _round_url(created.id, "shortlist"),
@@ -166,7 +160,7 @@ def edit_round(round_id: int):
             ),
             errors=RoundError,
             explain=lambda exc: _render_form(
-                _with_error(form, exc), _round(round_id), _status(exc)
+                with_error(form, exc), _round(round_id), _status(exc)
             ),
             done=lambda _: saved(
                 "The round's details are saved.", _round_url(round_id, "round-details")
@@ -273,7 +267,7 @@ def add_to_shortlist(round_id: int):
         change,
         errors=RoundError,
         explain=lambda exc: _render_round(
-            _round(round_id), _status(exc), shortlist_form=_with_error(form, exc)
+            _round(round_id), _status(exc), shortlist_form=with_error(form, exc)
         ),
         done=lambda topic_id: saved(
             "The topic is added to the shortlist.", _round_url(round_id, f"shortlist-{topic_id}")
@@ -422,7 +416,7 @@ def workshop_page(round_id: int):
         if isinstance(exc, workshop.ReasonRequired):
             form[f"reason_{exc.position}"].errors = [str(exc)]
         else:
-            _with_error(form, exc)
+            with_error(form, exc)
         return _render_workshop(_round(round_id), _status(exc), agreed_form=form)
 
     return commit_or_explain(
@@ -461,7 +455,7 @@ def adopt(round_id: int):
         ),
         errors=RoundError,
         explain=lambda exc: _render_workshop(
-            _round(round_id), _status(exc), adopt_form=_with_error(form, exc)
+            _round(round_id), _status(exc), adopt_form=with_error(form, exc)
         ),
         done=done,
     )
